@@ -1,0 +1,94 @@
+//! Command-line layer shared by every `spx-*` binary and by the pipeline runner.
+//!
+//! Each stage has a module `cli::<stage>` with an options struct (clap derive + serde, so the
+//! pipeline can build it from YAML) and `run(&opts, &dyn Comm) -> anyhow::Result<()>`. The
+//! binaries in `bins/` only call [`main`] with that function: one code path for the shell,
+//! Make, Slurm and the in-process pipeline runner.
+//!
+//! Conventions (README "CLI conventions"): `--help` states units, `--version`, logs on stderr
+//! with `-v`/`-q`, `--threads N` (or `SPX_THREADS`), exit 0 on success, 1 on a runtime failure,
+//! 2 on a usage error, and errors as one line `spx-x: error: FILE[HDU]: problem`.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use serde::{Deserialize, Serialize};
+
+use crate::comm::{Comm, SingleComm};
+
+pub mod man;
+
+/// Options every binary accepts.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommonOpts {
+    /// More log output on stderr (-v: debug, -vv: trace)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Worker threads for this process (default: all cores)
+    #[arg(long, env = "SPX_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Sets up logging and the thread pool for `program`.
+pub fn init(program: &str, common: &CommonOpts) {
+    crate::logging::init(program, common.verbose, common.quiet);
+    init_threads(common.threads);
+}
+
+extern "C" {
+    fn openblas_set_num_threads(n: std::os::raw::c_int);
+}
+
+/// Builds the global rayon pool with `threads` workers (all cores when `None`) and keeps
+/// OpenBLAS single-threaded: parallelism comes from rayon/MPI, and OpenBLAS's own threads
+/// would oversubscribe the cores (reference/platform.md §4).
+pub fn init_threads(threads: Option<usize>) {
+    // SAFETY: plain setter in OpenBLAS, linked through ndarray-linalg's openblas-system.
+    unsafe { openblas_set_num_threads(1) };
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        builder = builder.num_threads(n);
+    }
+    // Already built (a second stage in the same process): keep the existing pool.
+    let _ = builder.build_global();
+}
+
+/// The whole `main` of an `spx-*` binary: parse `O` (usage errors exit 2), set up logging and
+/// threads, call `run`, and turn an error into one line on stderr and exit code 1.
+pub fn main<O: Parser>(
+    program: &str,
+    common: impl Fn(&O) -> &CommonOpts,
+    run: impl FnOnce(&O, &dyn Comm) -> anyhow::Result<()>,
+) -> ExitCode {
+    let opts = O::parse();
+    init(program, common(&opts));
+    // The `mpi` feature replaces this with the MPI world communicator (comm.rs).
+    let comm = SingleComm;
+    match run(&opts, &comm) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The clap commands of every binary, named as installed; used for man pages.
+pub fn commands() -> Vec<clap::Command> {
+    vec![
+        // Each stage adds `XOpts::command().name("spx-x")` here.
+        VersionOnly::command().name("spx-version-check").hide(true),
+    ]
+    .into_iter()
+    .filter(|c| !c.is_hide_set())
+    .collect()
+}
+
+/// Placeholder parser used only to keep `commands()` well-typed before stages register.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct VersionOnly {}

@@ -1,0 +1,9 @@
+//! File formats, one module per file kind, following the DESI data model
+//! (reference/calibration.md §5, reference/extraction.md §1.1 and §6). HDUs are read by
+//! EXTNAME, never by position. Every writer goes through [`fits::FitsWriter`] (atomic,
+//! provenance keywords).
+
+pub mod error;
+pub mod fits;
+
+pub use error::{FitsError, Result};
