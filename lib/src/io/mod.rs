@@ -5,5 +5,8 @@
 
 pub mod error;
 pub mod fits;
+pub mod header;
+pub mod preproc;
+pub mod psf;
 
 pub use error::{FitsError, Result};
