@@ -361,3 +361,36 @@ fn unknown_psftype_is_a_named_error() {
         "{e}"
     );
 }
+
+#[test]
+fn written_psf_reads_in_astropy_with_desi_shapes() {
+    let Some(psf) = load("psf-r0-00051060.fits") else {
+        return;
+    };
+    let Some(py) = crate::testsupport::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("psf.fits");
+    crate::io::psf::write(&out, &psf, &Provenance::default()).unwrap();
+    let orig = shared_file("psf/psf-r0-00051060.fits").unwrap();
+    // specter reads COEFF as [nfiber, ncoef] per row (needs TDIM) and compares PSFVER as a
+    // string; desispec's read_xytraceset reads XTRACE/YTRACE by name.
+    let script = format!(
+        "from astropy.io import fits; import numpy as np\n\
+         a = fits.open('{}'); b = fits.open('{}')\n\
+         assert a['PSF'].data['COEFF'].shape == (59, 500, 4), a['PSF'].data['COEFF'].shape\n\
+         assert np.array_equal(a['PSF'].data['COEFF'], b['PSF'].data['COEFF'])\n\
+         assert np.array_equal(a['XTRACE'].data, b['XTRACE'].data)\n\
+         assert a['PSF'].header['PSFVER'] == '3' and a[0].header['PSFTYPE'] == 'GAUSS-HERMITE'\n\
+         assert [p.strip() for p in a['PSF'].data['PARAM']] == [p.strip() for p in b['PSF'].data['PARAM']]\n",
+        out.display(),
+        orig.display()
+    );
+    let st = std::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
