@@ -8,7 +8,9 @@ pub mod cli;
 pub mod comm;
 pub mod io;
 pub mod logging;
+pub mod maskbits;
 pub mod progress;
+pub mod resolution;
 #[doc(hidden)]
 pub mod testsupport;
 

@@ -4,6 +4,10 @@
 //! provenance keywords).
 
 pub mod error;
+pub mod fibermap;
 pub mod fits;
+pub mod frame;
+pub mod header;
+pub mod table;
 
 pub use error::{FitsError, Result};
