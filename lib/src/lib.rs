@@ -8,8 +8,10 @@ pub mod cli;
 pub mod comm;
 pub mod io;
 pub mod logging;
+pub mod maskbits;
 pub mod progress;
 pub mod psf;
+pub mod resolution;
 #[doc(hidden)]
 pub mod testsupport;
 

@@ -4,9 +4,12 @@
 //! provenance keywords).
 
 pub mod error;
+pub mod fibermap;
 pub mod fits;
+pub mod frame;
 pub mod header;
 pub mod preproc;
 pub mod psf;
+pub mod table;
 
 pub use error::{FitsError, Result};

@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray::Array2;
 
 use super::fits::{FitsError, FitsReader, FitsWriter, Provenance, Result};
-use super::header;
+use super::header::Header;
 
 /// Keywords the writer sets itself (not passed through from [`PreprocImage::header`]).
 const OWN_KEYS: &[&str] = &["EXTNAME", "BUNIT"];
@@ -24,23 +24,15 @@ pub struct PreprocImage {
     pub mask: Array2<u32>,
     /// Per-pixel read noise, electrons (optional in the file).
     pub readnoise: Option<Array2<f32>>,
-    /// Other keywords of the IMAGE header (CAMERA, EXPID, NIGHT, ...) as raw card values,
-    /// passed through to the products made from this image.
-    pub header: Vec<(String, String)>,
+    /// Other keywords of the IMAGE header (CAMERA, EXPID, NIGHT, ...), passed through to the
+    /// products made from this image.
+    pub header: Header,
 }
 
 impl PreprocImage {
     /// `(ny, nx)`.
     pub fn shape(&self) -> (usize, usize) {
         self.image.dim()
-    }
-
-    /// Value of a header keyword as written in the card (strings without quotes).
-    pub fn header_value(&self, key: &str) -> Option<String> {
-        self.header
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| header::card_string(v).unwrap_or_else(|| v.trim().to_string()))
     }
 }
 
@@ -97,7 +89,10 @@ pub fn read(path: impl AsRef<Path>) -> Result<PreprocImage> {
     } else {
         None
     };
-    let header = header::read_cards(&mut r, "IMAGE", OWN_KEYS)?;
+    let mut header = Header::read(&mut r, "IMAGE")?;
+    for k in OWN_KEYS {
+        header.remove(k);
+    }
     Ok(PreprocImage {
         image,
         ivar,
@@ -123,9 +118,7 @@ pub fn write(path: impl AsRef<Path>, img: &PreprocImage, prov: &Provenance) -> R
     }
     let mut w =
         FitsWriter::create_with_primary_image(path, prov, "IMAGE", &shape, &flat(&img.image))?;
-    for (k, v) in &img.header {
-        header::write_card(&mut w, k, v)?;
-    }
+    img.header.write(&mut w)?;
     w.key("BUNIT", "electron")?;
     w.image("IVAR", &shape, &flat(&img.ivar))?;
     w.key("BUNIT", "electron^-2")?;
@@ -151,7 +144,7 @@ mod tests {
         };
         let img = read(&p).unwrap();
         assert_eq!(img.shape(), (4128, 4114));
-        assert_eq!(img.header_value("CAMERA").as_deref(), Some("r0"));
+        assert_eq!(img.header.get_str("CAMERA").as_deref(), Some("r0"));
         // The lit box holds all light; IVAR is zero outside it (data README, extract/).
         assert_eq!(img.ivar[[0, 0]], 0.0);
         assert!(img.ivar[[1900, 200]] > 0.0);
@@ -168,19 +161,21 @@ mod tests {
             ivar: Array2::from_elem((6, 5), 0.25),
             mask: Array2::from_shape_fn((6, 5), |(y, x)| if x == y { 16 } else { 0 }),
             readnoise: Some(Array2::from_elem((6, 5), 3.0)),
-            header: vec![
-                ("CAMERA".into(), "'r0      '".into()),
-                ("EXPID".into(), "1".into()),
-                ("EXPTIME".into(), "900.5".into()),
-            ],
+            header: {
+                let mut h = Header::default();
+                h.set("CAMERA", "r0".into());
+                h.set("EXPID", 1i64.into());
+                h.set("EXPTIME", 900.5f64.into());
+                h
+            },
         };
         write(&p, &img, &Provenance::default()).unwrap();
         let back = read(&p).unwrap();
         assert_eq!(back.image, image);
         assert_eq!(back.mask, img.mask);
         assert_eq!(back.readnoise, img.readnoise);
-        assert_eq!(back.header_value("CAMERA").as_deref(), Some("r0"));
-        assert_eq!(back.header_value("EXPID").as_deref(), Some("1"));
+        assert_eq!(back.header.get_str("CAMERA").as_deref(), Some("r0"));
+        assert_eq!(back.header.get_i64("EXPID"), Some(1));
 
         // NaN in IMAGE and a wrong-shaped IVAR are errors naming file and HDU.
         let mut bad = img.clone();

@@ -7,7 +7,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3};
 
 use super::fits::{Column, ColumnData, FitsError, FitsReader, FitsWriter, Provenance, Result};
-use super::header;
+use super::header::Header;
 use crate::psf::{GaussHermitePsf, TraceSet};
 
 /// Header keywords the reader interprets itself; everything else in the PSF HDU header that is
@@ -127,7 +127,11 @@ pub fn read(path: impl AsRef<Path>) -> Result<GaussHermitePsf> {
     .map_err(|e| FitsError::hdu(path, t, e.to_string()))?;
     psf.legdegx = legdegx;
     psf.legdegw = legdegw;
-    psf.extra_keys = header::read_cards(&mut r, t, OWN_KEYS)?;
+    let mut extra = Header::read(&mut r, t)?;
+    for k in OWN_KEYS {
+        extra.remove(k);
+    }
+    psf.extra_keys = extra;
     Ok(psf)
 }
 
@@ -280,9 +284,7 @@ pub fn write(path: impl AsRef<Path>, psf: &GaussHermitePsf, prov: &Provenance) -
     w.key("WAVEMIN", psf.param_wmin)?;
     w.key("WAVEMAX", psf.param_wmax)?;
     w.key("PSFERR", psf.psferr)?;
-    for (k, v) in &psf.extra_keys {
-        header::write_card(&mut w, k, v)?;
-    }
+    psf.extra_keys.write(&mut w)?;
     w.commit()?;
     Ok(())
 }

@@ -65,7 +65,7 @@ pub struct GaussHermitePsf {
     /// Fractional PSF model error used for chi2pix (header PSFERR, default 0.01 as specter).
     pub psferr: f64,
     /// Other header keywords of the PSF HDU (CAMERA, MJD, ...), passed through on write.
-    pub extra_keys: Vec<(String, String)>,
+    pub extra_keys: crate::io::header::Header,
     /// Row indices of the parameters a spot needs.
     idx: ParamIndex,
     /// specter's fitted inverse trace λ(y).
@@ -198,7 +198,7 @@ impl GaussHermitePsf {
             npix_y: npix.1,
             fibermin,
             psferr,
-            extra_keys: Vec::new(),
+            extra_keys: Default::default(),
             idx,
             inverse,
         })
