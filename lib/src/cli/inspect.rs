@@ -10,13 +10,19 @@ use super::CommonOpts;
 use crate::comm::Comm;
 use crate::inspect::{inspect, InspectOptions};
 
-/// Name the kind of each FITS file (raw, preproc, psf, frame/sframe/cframe, fiberflat, sky,
-/// fluxcalib, stdstars, spectra, coadd, redrock, templates, fibermap, or unknown FITS) from
-/// its HDU names and header keywords, list its HDUs (image shapes in numpy order
-/// [NAXIS2, NAXIS1], table columns) and key header values, and print quick statistics for the
-/// kind: wavelengths in Angstrom, flux in the file's BUNIT, S/N = flux·√ivar per pixel.
+/// What is in a FITS file: its kind, HDUs, key header values and quick statistics.
+///
+/// The kind (raw, preproc, psf, frame, fframe, sframe, cframe, fiberflat, sky, fluxcalib,
+/// stdstars, spectra, coadd, redrock, zscan, templates, fibermap, or unknown FITS) comes from
+/// the HDU names, shapes and header keywords, not from the file name. HDUs expected for the
+/// kind but absent are named. Image shapes are in numpy order [NAXIS2, NAXIS1].
+///
+/// Statistics: wavelengths in Angstrom; flux in the file's BUNIT (electron/Angstrom for a
+/// frame); S/N = flux·sqrt(ivar) per pixel; per-fiber medians over pixels with ivar > 0,
+/// summarised as min / median / max over fibers. Exit status 1 if any file is missing,
+/// not FITS or truncated (one error line each; the other files are still reported).
 #[derive(clap::Parser, Serialize, Deserialize, Debug, Clone)]
-#[command(version)]
+#[command(name = "spx-inspect", version, verbatim_doc_comment)]
 pub struct InspectOpts {
     /// FITS files to inspect (any spx or DESI file)
     #[arg(required = true, value_name = "FILE")]
