@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
 
+pub mod inspect;
 pub mod man;
 
 /// Options every binary accepts.
@@ -81,6 +82,7 @@ pub fn main<O: Parser>(
 pub fn commands() -> Vec<clap::Command> {
     vec![
         // Each stage adds `XOpts::command().name("spx-x")` here.
+        crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
         VersionOnly::command().name("spx-version-check").hide(true),
     ]
     .into_iter()
