@@ -4,13 +4,17 @@
 //! around [`cli`]. Units: wavelengths in Angstrom (vacuum), extracted flux in
 //! electrons/Angstrom, pixel coordinates pixel-centred (reference/extraction.md §0).
 
+pub mod banded;
 pub mod cli;
 pub mod comm;
+pub mod fiberflat;
 pub mod io;
 pub mod logging;
 pub mod maskbits;
 pub mod progress;
 pub mod resolution;
+pub mod sky;
+pub mod stats;
 #[doc(hidden)]
 pub mod testsupport;
 

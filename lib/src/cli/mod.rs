@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
 
+pub mod fiberflat;
 pub mod man;
+pub mod sky;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -81,6 +83,8 @@ pub fn main<O: Parser>(
 pub fn commands() -> Vec<clap::Command> {
     vec![
         // Each stage adds `XOpts::command().name("spx-x")` here.
+        crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
+        crate::cli::sky::SkyOpts::command().name("spx-sky"),
         VersionOnly::command().name("spx-version-check").hide(true),
     ]
     .into_iter()

@@ -4,10 +4,12 @@
 //! provenance keywords).
 
 pub mod error;
+pub mod fiberflat;
 pub mod fibermap;
 pub mod fits;
 pub mod frame;
 pub mod header;
+pub mod sky;
 pub mod table;
 
 pub use error::{FitsError, Result};
