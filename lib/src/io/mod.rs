@@ -4,12 +4,14 @@
 //! provenance keywords).
 
 pub mod error;
+pub mod fiberflat;
 pub mod fibermap;
 pub mod fits;
 pub mod frame;
 pub mod header;
 pub mod preproc;
 pub mod psf;
+pub mod sky;
 pub mod table;
 
 pub use error::{FitsError, Result};
