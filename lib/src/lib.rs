@@ -9,6 +9,7 @@ pub mod comm;
 pub mod io;
 pub mod logging;
 pub mod progress;
+pub mod redshift;
 #[doc(hidden)]
 pub mod testsupport;
 

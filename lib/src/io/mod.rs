@@ -5,5 +5,8 @@
 
 pub mod error;
 pub mod fits;
+pub mod redrock;
+pub mod spectra;
+pub mod templates;
 
 pub use error::{FitsError, Result};
