@@ -11,7 +11,10 @@ pub mod frame;
 pub mod header;
 pub mod preproc;
 pub mod psf;
+pub mod redrock;
 pub mod sky;
+pub mod spectra;
 pub mod table;
+pub mod templates;
 
 pub use error::{FitsError, Result};
