@@ -4,6 +4,7 @@
 //! provenance keywords).
 
 pub mod error;
+pub mod findfile;
 pub mod fits;
 
 pub use error::{FitsError, Result};
