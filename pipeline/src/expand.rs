@@ -38,20 +38,16 @@ pub fn parse_var(s: &str) -> Result<(String, String), Error> {
 
 /// Resolves the variables: YAML values overridden by `--var`, each rendered with the others.
 fn resolve_variables(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Bindings, Error> {
-    let mut raw: Bindings = spec
+    // `--var` values are literal (a path with braces stays a path) and win over the YAML.
+    let mut done: Bindings = opts.vars.iter().cloned().collect();
+    // A YAML variable may use others; resolve in passes until nothing changes.
+    let mut pending: Vec<(String, Template)> = spec
         .variables
         .iter()
+        .filter(|(k, _)| !done.contains_key(*k))
         .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    for (k, v) in &opts.vars {
-        raw.insert(k.clone(), v.clone());
-    }
-    let mut done: Bindings = BTreeMap::new();
-    // A variable may use others; resolve in passes until nothing changes.
-    let mut pending: Vec<(String, Template)> = raw
-        .iter()
         .map(|(k, v)| {
-            Template::parse(v)
+            Template::parse(&v)
                 .map(|t| (k.clone(), t))
                 .map_err(|m| Error::Var(format!("variable {k}: {m}")))
         })

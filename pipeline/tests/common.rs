@@ -54,6 +54,13 @@ stages:
     args: ["extract-{expid}-{camera}", "{outputs.frame}", "{inputs.image}", "{inputs.psf}"]
     threads: 2
     retries: 1
+    max_parallel: 2
+  - name: sky
+    command: "{tool}"
+    foreach: {exposure: {flavor: science}, camera: "{cameras}"}
+    inputs: {frame: "{outdir}/{file:frame}"}
+    outputs: {sky: "{outdir}/{file:sky}"}
+    args: ["sky-{expid}-{camera}", "{outputs.sky}", "{inputs.frame}"]
   - name: stdstars
     command: "{tool}"
     foreach: {exposure: {flavor: science}, camera: "{cameras}"}

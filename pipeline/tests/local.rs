@@ -4,7 +4,8 @@
 mod common;
 use common::*;
 
-const NTASKS: usize = 12 + 3 + 9 + 6 + 4; // preproc 4×3, psfnight 3, extract 3×3, stdstars 3×2, group 2 tiles×2 sp
+// preproc 4×3, psfnight 3, extract 3×3, sky 3×3, stdstars 3×2, group 2 tiles×2 sp
+const NTASKS: usize = 12 + 3 + 9 + 9 + 6 + 4;
 
 #[test]
 fn runs_the_night_then_skips_everything_on_rerun() {
@@ -61,8 +62,8 @@ fn runs_the_night_then_skips_everything_on_rerun() {
     t.set_modified(std::time::SystemTime::now()).unwrap();
     let o = run(d.path(), &["run", "night.yaml"]);
     assert!(o.status.success());
-    // extract-4-b1, stdstars-4-1, group-200-1
-    assert!(stderr(&o).contains("3 ran ok"), "{}", stderr(&o));
+    // extract-4-b1, sky-4-b1, stdstars-4-1, group-200-1
+    assert!(stderr(&o).contains("4 ran ok"), "{}", stderr(&o));
 }
 
 #[test]
@@ -87,8 +88,10 @@ fn a_failed_task_skips_its_dependents_only() {
         .filter(|e| e["event"] == "skip")
         .map(|e| e["task"].as_str().unwrap())
         .collect();
-    assert_eq!(skipped.len(), 2, "{skipped:?}");
-    assert!(skipped.contains(&"stdstars-3-0") && skipped.contains(&"group-100-0"));
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    for s in ["stdstars-3-0", "group-100-0", "sky-3-r0"] {
+        assert!(skipped.contains(&s), "{s} not skipped: {skipped:?}");
+    }
     // Unrelated work finished: the other tile of the same spectrograph, the other spectrograph.
     let out = d.path().join("out/tiles/cumulative");
     assert!(out
@@ -112,7 +115,7 @@ fn a_failed_task_skips_its_dependents_only() {
     // Fixed: the rerun does only the failed task and its dependents.
     let o = run(d.path(), &["run", "night.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("3 ran ok"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("4 ran ok"), "{}", stderr(&o));
 }
 
 #[test]
