@@ -24,6 +24,11 @@ pub struct ExpandOptions {
     pub exposures: Option<Vec<Exposure>>,
 }
 
+/// Parses a template after inlining the macro variables.
+fn tpl(src: &str, macros: &Bindings) -> Result<Template, String> {
+    Template::parse(&crate::template::inline(src, macros)?)
+}
+
 /// Parses `name=value`.
 pub fn parse_var(s: &str) -> Result<(String, String), Error> {
     let (k, v) = s
@@ -37,7 +42,10 @@ pub fn parse_var(s: &str) -> Result<(String, String), Error> {
 }
 
 /// Resolves the variables: YAML values overridden by `--var`, each rendered with the others.
-fn resolve_variables(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Bindings, Error> {
+fn resolve_variables(
+    spec: &PipelineSpec,
+    opts: &ExpandOptions,
+) -> Result<(Bindings, Bindings), Error> {
     // `--var` values are literal (a path with braces stays a path) and win over the YAML.
     let mut done: Bindings = opts.vars.iter().cloned().collect();
     // A YAML variable may use others; resolve in passes until nothing changes.
@@ -55,39 +63,39 @@ fn resolve_variables(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Bindin
     while !pending.is_empty() {
         let before = pending.len();
         let mut still = Vec::new();
-        let mut last_err = None;
         for (k, t) in pending {
             match t.render(&done) {
                 Ok(v) => {
                     done.insert(k, v);
                 }
-                Err(e) => {
-                    last_err = Some(format!("variable {k}: {e}"));
-                    still.push((k, t));
-                }
+                Err(_) => still.push((k, t)),
             }
         }
         if still.len() == before {
-            let msg = last_err.unwrap_or_default();
-            return Err(Error::Var(format!(
-                "{msg} (set it in variables: or with --var NAME=VALUE)"
-            )));
+            // What cannot be resolved from the variables alone needs a task's variables:
+            // keep it as a macro, inlined into the templates that use it.
+            let macros = still
+                .into_iter()
+                .map(|(k, t)| (k, t.source().to_string()))
+                .collect();
+            return Ok((done, macros));
         }
         pending = still;
     }
-    Ok(done)
+    Ok((done, BTreeMap::new()))
 }
 
 fn load_exposures(
     spec: &PipelineSpec,
     globals: &Bindings,
+    macros: &Bindings,
     opts: &ExpandOptions,
 ) -> Result<Option<Vec<Exposure>>, Error> {
     if let Some(e) = &opts.exposures {
         return Ok(Some(e.clone()));
     }
     let render = |s: &str| -> Result<String, Error> {
-        Template::parse(s)
+        tpl(s, macros)
             .map_err(Error::Var)?
             .render(globals)
             .map_err(|e| Error::Var(format!("exposures: {e}")))
@@ -121,12 +129,12 @@ enum OptionValue {
     Values(Vec<Template>),
 }
 
-fn parse_stage(s: &StageSpec) -> Result<Parsed, Error> {
+fn parse_stage(s: &StageSpec, macros: &Bindings) -> Result<Parsed, Error> {
     let se = |m: String| Error::Stage {
         stage: s.name.clone(),
         msg: m,
     };
-    let p = |t: &str| Template::parse(t).map_err(se);
+    let p = |t: &str| tpl(t, macros).map_err(se);
     let no_list = |t: Template| -> Result<Template, Error> {
         if t.has_list() {
             Err(se(format!(
@@ -219,6 +227,7 @@ fn derive(b: &mut Bindings) {
 fn items_of(
     s: &StageSpec,
     globals: &Bindings,
+    macros: &Bindings,
     exposures: Option<&[Exposure]>,
 ) -> Result<Vec<Item>, Error> {
     let se = |m: String| Error::Stage {
@@ -226,7 +235,7 @@ fn items_of(
         msg: m,
     };
     let render = |t: &str| -> Result<String, Error> {
-        Template::parse(t)
+        tpl(t, macros)
             .map_err(se)?
             .render(globals)
             .map_err(|e| se(format!("foreach: {e}")))
@@ -360,13 +369,14 @@ fn drafts_of(
     s: &StageSpec,
     parsed: &Parsed,
     globals: &Bindings,
+    macros: &Bindings,
     exposures: Option<&[Exposure]>,
 ) -> Result<Vec<Draft>, Error> {
     let se = |m: String| Error::Stage {
         stage: s.name.clone(),
         msg: m,
     };
-    let items = items_of(s, globals, exposures)?;
+    let items = items_of(s, globals, macros, exposures)?;
     // (bindings, members, name key)
     let groups: Vec<(Bindings, Vec<Bindings>, Vec<String>)> = match &s.group_by {
         None => items
@@ -456,7 +466,7 @@ fn default_logdir(globals: &Bindings) -> String {
 
 /// Expands and validates a pipeline into a plan.
 pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> {
-    let globals = resolve_variables(spec, opts)?;
+    let (globals, macros) = resolve_variables(spec, opts)?;
     let mut names = HashMap::new();
     for (i, s) in spec.stages.iter().enumerate() {
         if names.insert(s.name.as_str(), i).is_some() {
@@ -493,15 +503,22 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
             }
         }
     }
-    let exps = load_exposures(spec, &globals, opts)?;
+    let exps = load_exposures(spec, &globals, &macros, opts)?;
     let parsed: Vec<Parsed> = spec
         .stages
         .iter()
-        .map(parse_stage)
+        .map(|s| parse_stage(s, &macros))
         .collect::<Result<_, _>>()?;
     let mut drafts = Vec::new();
     for (si, s) in spec.stages.iter().enumerate() {
-        drafts.extend(drafts_of(si, s, &parsed[si], &globals, exps.as_deref())?);
+        drafts.extend(drafts_of(
+            si,
+            s,
+            &parsed[si],
+            &globals,
+            &macros,
+            exps.as_deref(),
+        )?);
     }
 
     // Who writes what.
@@ -596,7 +613,7 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
 
     // Command lines.
     let logdir = match &spec.logdir {
-        Some(l) => Template::parse(l)
+        Some(l) => tpl(l, &macros)
             .map_err(Error::Var)?
             .render(&globals)
             .map_err(|e| Error::Var(format!("logdir: {e}")))?,

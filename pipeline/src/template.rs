@@ -196,6 +196,55 @@ impl Template {
     }
 }
 
+/// Replaces `{name}` by the text of `macros[name]` (recursively): variables whose value
+/// needs a task's variables (e.g. `frame: "{outdir}/{file:frame}"`) are kept as text and
+/// inlined into the templates that use them.
+pub fn inline(
+    src: &str,
+    macros: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    fn go(
+        src: &str,
+        macros: &std::collections::BTreeMap<String, String>,
+        depth: usize,
+    ) -> Result<String, String> {
+        let mut out = String::with_capacity(src.len());
+        let mut rest = src;
+        while let Some(i) = rest.find(['{', '}']) {
+            out.push_str(&rest[..i]);
+            let r = &rest[i..];
+            if r.starts_with("{{") || r.starts_with("}}") {
+                out.push_str(&r[..2]);
+                rest = &r[2..];
+            } else if r.starts_with('}') {
+                out.push('}');
+                rest = &r[1..];
+            } else {
+                let Some(j) = r.find('}') else {
+                    out.push_str(r);
+                    rest = "";
+                    break;
+                };
+                let body = r[1..j].trim();
+                match macros.get(body) {
+                    Some(m) if depth >= 16 => {
+                        return Err(format!("variable {body} refers to itself ({m:?})"))
+                    }
+                    Some(m) => out.push_str(&go(m, macros, depth + 1)?),
+                    None => out.push_str(&r[..=j]),
+                }
+                rest = &r[j + 1..];
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+    if macros.is_empty() {
+        return Ok(src.to_string());
+    }
+    go(src, macros, 0)
+}
+
 fn parse_placeholder(src: &str, body: &str) -> Result<Seg, String> {
     let body = body.trim();
     if let Some(kind) = body.strip_prefix("file:") {
@@ -340,6 +389,25 @@ mod tests {
             Template::parse("{expid:08d}").unwrap().render(&v),
             Err(RenderError::Bad(_))
         ));
+    }
+
+    #[test]
+    fn macros_inline_recursively() {
+        let m: BTreeMap<String, String> = [
+            ("frame", "{outdir}/{file:frame}"),
+            ("outdir", "{base}/redux"),
+            ("loop", "{loop}"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            inline("x {frame} {{frame}} {expid:08d}", &m).unwrap(),
+            "x {base}/redux/{file:frame} {{frame}} {expid:08d}"
+        );
+        assert!(inline("{loop}", &m)
+            .unwrap_err()
+            .contains("refers to itself"));
     }
 
     #[test]

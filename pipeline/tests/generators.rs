@@ -2,6 +2,7 @@
 //! local executor, hostile paths stay paths, the sbatch scripts carry the arrays and
 //! dependencies, and the array elements (`spx-pipeline task`) run the frozen plan.
 
+#[path = "common/mod.rs"]
 mod common;
 use common::*;
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! batch system does) at several points, rerun: the night completes, no output is torn, and
 //! no task that had finished is run again.
 
+#[path = "common/mod.rs"]
 mod common;
 use common::*;
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! The local executor on a toy night of shell stages: complete run, resume, failure
 //! isolation, retries, status, and the journal.
 
+#[path = "common/mod.rs"]
 mod common;
 use common::*;
 
