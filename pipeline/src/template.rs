@@ -216,9 +216,9 @@ pub fn inline(
             if r.starts_with("{{") || r.starts_with("}}") {
                 out.push_str(&r[..2]);
                 rest = &r[2..];
-            } else if r.starts_with('}') {
+            } else if let Some(after) = r.strip_prefix('}') {
                 out.push('}');
-                rest = &r[1..];
+                rest = after;
             } else {
                 let Some(j) = r.find('}') else {
                     out.push_str(r);
