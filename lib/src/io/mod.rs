@@ -6,6 +6,7 @@
 pub mod error;
 pub mod fiberflat;
 pub mod fibermap;
+pub mod findfile;
 pub mod fits;
 pub mod frame;
 pub mod header;
