@@ -15,3 +15,6 @@ pub mod resolution;
 pub mod testsupport;
 
 pub use comm::{Comm, SingleComm};
+pub mod instrument;
+pub mod sim;
+pub mod speclib;

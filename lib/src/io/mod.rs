@@ -8,6 +8,7 @@ pub mod fibermap;
 pub mod fits;
 pub mod frame;
 pub mod header;
+pub mod raw;
 pub mod table;
 
 pub use error::{FitsError, Result};
