@@ -9,6 +9,7 @@ pub mod fits;
 pub mod frame;
 pub mod header;
 pub mod raw;
+pub mod simtruth;
 pub mod table;
 
 pub use error::{FitsError, Result};

@@ -9,5 +9,7 @@
 //! electrons/Å, recovers N/Δλ convolved with the resolution.
 
 pub mod cosmics;
+pub mod fibermap;
 pub mod layout;
 pub mod noise;
+pub mod spectra;

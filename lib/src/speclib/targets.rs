@@ -7,7 +7,6 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use super::galaxy::{Galaxy, GalaxyParams};
@@ -183,13 +182,8 @@ pub fn make_target(seed: u64, sp: usize, fiber: usize, kind: Kind, spec: &Target
     let mut rng = ChaCha8Rng::seed_from_u64(
         seed ^ 0x7461_7267_6574_0000 ^ ((sp as u64) << 20) ^ fiber as u64,
     );
-    let fiber_throughput = if kind == Kind::Dead {
-        0.0
-    } else {
-        Normal::new(1.0, 0.03)
-            .map(|d| d.sample(&mut rng))
-            .unwrap_or(1.0)
-    };
+    // the simulator replaces this with the night's fiber throughput
+    let fiber_throughput = if kind == Kind::Dead { 0.0 } else { 1.0 };
     let ra = TILE_RA + rng.random_range(-1.5..1.5) / TILE_DEC.to_radians().cos();
     let dec = TILE_DEC + rng.random_range(-1.5..1.5);
     let targetid = match kind {
