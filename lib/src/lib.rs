@@ -26,3 +26,6 @@ pub mod stats;
 pub mod testsupport;
 
 pub use comm::{Comm, SingleComm};
+pub mod instrument;
+pub mod sim;
+pub mod speclib;
