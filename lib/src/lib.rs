@@ -6,7 +6,9 @@
 
 pub mod cli;
 pub mod comm;
+pub mod extract;
 pub mod io;
+pub mod linalg;
 pub mod logging;
 pub mod maskbits;
 pub mod progress;
