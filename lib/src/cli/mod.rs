@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
 
+pub mod extract;
 pub mod man;
 
 /// Options every binary accepts.
@@ -81,6 +82,7 @@ pub fn main<O: Parser>(
 pub fn commands() -> Vec<clap::Command> {
     vec![
         // Each stage adds `XOpts::command().name("spx-x")` here.
+        crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         VersionOnly::command().name("spx-version-check").hide(true),
     ]
     .into_iter()

@@ -240,6 +240,22 @@ pub fn ex2d(
     ivar: ArrayView2<f32>,
     p: &ExtractParams,
 ) -> Result<Extraction, ExtractError> {
+    ex2d_comm(psf, image, ivar, p, &crate::comm::SingleComm)?
+        .ok_or_else(|| ExtractError::Invalid("single-process extraction returned no result".into()))
+}
+
+/// Like [`ex2d`], with the bundles spread over the ranks of `comm` (contiguous shares, as
+/// specter's MPI driver does) and the results gathered on rank 0, which returns
+/// `Some(extraction)`; other ranks return `None`. Every rank needs the same inputs.
+/// Patch results are stitched in plan order, so the output does not depend on the number
+/// of ranks or threads.
+pub fn ex2d_comm(
+    psf: &GaussHermitePsf,
+    image: ArrayView2<f32>,
+    ivar: ArrayView2<f32>,
+    p: &ExtractParams,
+    comm: &dyn crate::comm::Comm,
+) -> Result<Option<Extraction>, ExtractError> {
     if image.dim() != (psf.npix_y, psf.npix_x) || ivar.dim() != image.dim() {
         return Err(ExtractError::Invalid(format!(
             "image shape {:?} does not match the PSF's CCD {}x{} (rows x columns)",
@@ -263,66 +279,180 @@ pub fn ex2d(
         decorrelation: p.decorrelation,
         want_model: p.want_model,
     };
-    let nd = 2 * ndiag + 1;
-    let mut flux = Array2::<f64>::zeros((p.nspec, nwave));
-    let mut ivar_out = Array2::<f64>::zeros((p.nspec, nwave));
-    let mut res = Array3::<f64>::zeros((p.nspec, nd, nwave));
-    let mut chi2 = Array2::<f64>::zeros((p.nspec, nwave));
-    let mut pmf = Array2::<f64>::zeros((p.nspec, nwave));
-    let mut model = p
-        .want_model
-        .then(|| Array2::<f64>::zeros((psf.npix_y, psf.npix_x)));
+    // This rank's bundles (contiguous share of the bundle list).
+    let nbundles = p.nspec.div_ceil(p.bundlesize);
+    let mine = crate::comm::share(nbundles, comm.rank(), comm.size());
+    let bundle_of = |of: usize| of / p.bundlesize;
+    let my_patches: Vec<usize> = (0..patches.len())
+        .filter(|&i| {
+            patches[i]
+                .1
+                .first()
+                .is_some_and(|&of| mine.contains(&bundle_of(of)))
+        })
+        .collect();
 
+    let nd = 2 * ndiag + 1;
+    let mut out = Stitched::new(
+        p.nspec,
+        nd,
+        nwave,
+        p.want_model.then_some((psf.npix_y, psf.npix_x)),
+    );
+    let mut mine_results: Vec<PatchResult> = Vec::new();
     // Patches in flight are bounded by chunks; each chunk is solved in parallel and stitched
     // in plan order, so memory does not grow with the frame and output is thread-invariant.
     let chunk = (rayon::current_num_threads() * 4).max(1);
-    for group in patches.chunks(chunk) {
+    for group in my_patches.chunks(chunk) {
         let results: Vec<PatchResult> = group
             .par_iter()
             .map_init(
                 || PatchWorkspace::new(psf),
-                |ws, (spec, _, _)| patch::solve_patch(psf, image, ivar, spec, &opts, ws),
+                |ws, &i| patch::solve_patch(psf, image, ivar, &patches[i].0, &opts, ws),
             )
             .collect();
-        for ((spec, outfib, iwave), r) in group.iter().zip(results) {
-            let ncore = spec.waves.len() - spec.nlo - spec.nhi;
-            let ncopy = ncore.min(nwave - iwave);
-            for (k, &of) in outfib.iter().enumerate() {
-                for c in 0..ncopy {
-                    flux[[of, iwave + c]] = r.flux[k * ncore + c];
-                    ivar_out[[of, iwave + c]] = r.ivar[k * ncore + c];
-                    chi2[[of, iwave + c]] = r.chi2pix[k * ncore + c];
-                    pmf[[of, iwave + c]] = r.pixmask_fraction[k * ncore + c];
-                    for d in 0..nd {
-                        res[[of, d, iwave + c]] = r.rdiag[(k * nd + d) * ncore + c];
-                    }
-                }
+        if comm.size() == 1 {
+            for (&i, r) in group.iter().zip(&results) {
+                out.put(&patches[i], r, nwave);
             }
-            if let (Some(m), Some(pm)) = (model.as_mut(), r.model.as_ref()) {
-                // specter: overlapping patch models overwrite each other in patch order.
-                let nx = (spec.xhi - spec.xlo) as usize;
-                for (i, &v) in pm.iter().enumerate() {
-                    m[[spec.ylo as usize + i / nx, spec.xlo as usize + i % nx]] = v;
+        } else {
+            mine_results.extend(results);
+        }
+    }
+    if comm.size() > 1 {
+        let bytes = encode_results(&mine_results);
+        let gathered = comm.gather_bytes(0, &bytes);
+        let Some(all) = gathered else { return Ok(None) };
+        // Ranks hold contiguous bundle shares in rank order, i.e. plan order.
+        let mut it = all.iter().flat_map(|b| decode_results(b, p.want_model));
+        for spec in &patches {
+            let r = it.next().ok_or_else(|| {
+                ExtractError::Invalid("a rank returned fewer patches than planned".into())
+            })?;
+            out.put(spec, &r, nwave);
+        }
+    }
+    Ok(Some(out.finish(&p.wave)))
+}
+
+/// The frame being assembled from patch results.
+struct Stitched {
+    flux: Array2<f64>,
+    ivar: Array2<f64>,
+    res: Array3<f64>,
+    chi2: Array2<f64>,
+    pmf: Array2<f64>,
+    model: Option<Array2<f64>>,
+}
+
+impl Stitched {
+    fn new(nspec: usize, nd: usize, nwave: usize, model: Option<(usize, usize)>) -> Self {
+        Stitched {
+            flux: Array2::zeros((nspec, nwave)),
+            ivar: Array2::zeros((nspec, nwave)),
+            res: Array3::zeros((nspec, nd, nwave)),
+            chi2: Array2::zeros((nspec, nwave)),
+            pmf: Array2::zeros((nspec, nwave)),
+            model: model.map(Array2::zeros),
+        }
+    }
+
+    fn put(
+        &mut self,
+        (spec, outfib, iwave): &(PatchSpec, Vec<usize>, usize),
+        r: &PatchResult,
+        nwave: usize,
+    ) {
+        let nd = self.res.dim().1;
+        let ncore = spec.waves.len() - spec.nlo - spec.nhi;
+        let ncopy = ncore.min(nwave - iwave);
+        for (k, &of) in outfib.iter().enumerate() {
+            for c in 0..ncopy {
+                self.flux[[of, iwave + c]] = r.flux[k * ncore + c];
+                self.ivar[[of, iwave + c]] = r.ivar[k * ncore + c];
+                self.chi2[[of, iwave + c]] = r.chi2pix[k * ncore + c];
+                self.pmf[[of, iwave + c]] = r.pixmask_fraction[k * ncore + c];
+                for d in 0..nd {
+                    self.res[[of, d, iwave + c]] = r.rdiag[(k * nd + d) * ncore + c];
                 }
             }
         }
-    }
-    // Electrons per bin -> per Angstrom (np.gradient of the grid).
-    let dwave = np_gradient(&p.wave);
-    for i in 0..p.nspec {
-        for (j, &d) in dwave.iter().enumerate() {
-            flux[[i, j]] /= d;
-            ivar_out[[i, j]] *= d * d;
+        if let (Some(m), Some(pm)) = (self.model.as_mut(), r.model.as_ref()) {
+            // specter: overlapping patch models overwrite each other in patch order.
+            let nx = (spec.xhi - spec.xlo) as usize;
+            for (i, &v) in pm.iter().enumerate() {
+                m[[spec.ylo as usize + i / nx, spec.xlo as usize + i % nx]] = v;
+            }
         }
     }
-    Ok(Extraction {
-        flux,
-        ivar: ivar_out,
-        resolution: res,
-        chi2pix: chi2,
-        pixmask_fraction: pmf,
-        model,
-    })
+
+    fn finish(mut self, wave: &[f64]) -> Extraction {
+        // Electrons per bin -> per Angstrom (np.gradient of the grid).
+        let dwave = np_gradient(wave);
+        for i in 0..self.flux.nrows() {
+            for (j, &d) in dwave.iter().enumerate() {
+                self.flux[[i, j]] /= d;
+                self.ivar[[i, j]] *= d * d;
+            }
+        }
+        Extraction {
+            flux: self.flux,
+            ivar: self.ivar,
+            resolution: self.res,
+            chi2pix: self.chi2,
+            pixmask_fraction: self.pmf,
+            model: self.model,
+        }
+    }
+}
+
+/// Patch results as bytes for gathering over MPI (little-endian f64 runs with lengths).
+fn encode_results(rs: &[PatchResult]) -> Vec<u8> {
+    let mut b = Vec::new();
+    let mut put = |v: &[f64]| {
+        b.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        for x in v {
+            b.extend_from_slice(&x.to_le_bytes());
+        }
+    };
+    for r in rs {
+        put(&r.flux);
+        put(&r.ivar);
+        put(&r.rdiag);
+        put(&r.chi2pix);
+        put(&r.pixmask_fraction);
+        put(r.model.as_deref().unwrap_or(&[]));
+    }
+    b
+}
+
+fn decode_results(b: &[u8], want_model: bool) -> Vec<PatchResult> {
+    let mut pos = 0;
+    let mut get = || -> Option<Vec<f64>> {
+        let n = u64::from_le_bytes(b.get(pos..pos + 8)?.try_into().ok()?) as usize;
+        pos += 8;
+        let v = (0..n)
+            .map(|i| {
+                f64::from_le_bytes(b[pos + 8 * i..pos + 8 * i + 8].try_into().unwrap_or([0; 8]))
+            })
+            .collect();
+        pos += 8 * n;
+        Some(v)
+    };
+    let mut out = Vec::new();
+    while let (Some(flux), Some(ivar), Some(rdiag), Some(chi2pix), Some(pmf), Some(model)) =
+        (get(), get(), get(), get(), get(), get())
+    {
+        out.push(PatchResult {
+            flux,
+            ivar,
+            rdiag,
+            chi2pix,
+            pixmask_fraction: pmf,
+            model: want_model.then_some(model),
+        });
+    }
+    out
 }
 
 #[cfg(test)]
