@@ -18,6 +18,7 @@ use crate::comm::{Comm, SingleComm};
 
 pub mod fiberflat;
 pub mod inspect;
+pub mod extract;
 pub mod man;
 pub mod sky;
 
@@ -93,6 +94,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
         crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
+        crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         VersionOnly::command().name("spx-version-check").hide(true),
     ]
     .into_iter()
