@@ -170,7 +170,11 @@ fn recovers_known_throughputs() {
     assert!(ff.mask[COSMIC] & specmask::BADFIBERFLAT != 0);
     assert!(ff.ivar.row(DEAD).iter().all(|&v| v == 0.0));
     // (its flat is 1 divided by the median normalisations, as in desispec)
-    assert!(ff.fiberflat.row(DEAD).iter().all(|&v| (v - 1.0).abs() < 0.05));
+    assert!(ff
+        .fiberflat
+        .row(DEAD)
+        .iter()
+        .all(|&v| (v - 1.0).abs() < 0.05));
     assert!(ff
         .mask
         .row(DEAD)

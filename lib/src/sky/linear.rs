@@ -96,34 +96,22 @@ pub(crate) fn normal_equations(
     let nd = bands.first().map(|b| b.ndiag).unwrap_or(1);
     let h = nd / 2;
     let p = 2 * h;
-    // weighted columns: wr[f][j*nd+k] = w_f[i] R_f[i, j] with i = j + k - h
-    let wr: Vec<Vec<f64>> = bands
-        .par_iter()
-        .enumerate()
-        .map(|(f, b)| {
-            let wf = w.row(f);
-            let mut out = vec![0.0; n * nd];
-            for j in 0..n {
-                for k in 0..nd {
-                    let c = b.cols[j * nd + k];
-                    if c != 0.0 {
-                        out[j * nd + k] = wf[j + k - h] * c;
-                    }
-                }
-            }
-            out
-        })
-        .collect();
     let cols: Vec<(Vec<f64>, f64)> = (0..n)
         .into_par_iter()
         .map(|j| {
             let mut col = vec![0.0; p + 1];
             let mut bj = 0.0;
+            let mut wrj = vec![0.0f64; nd];
             for (f, b) in bands.iter().enumerate() {
-                let wrj = &wr[f][j * nd..(j + 1) * nd];
-                // A[j+d, j] = Σ_k wr[j][k] R[i, j+d], row i = j + k - h = (j+d) + (k-d) - h
+                // weighted column j: wrj[k] = w_f[i] R_f[i, j] with i = j + k - h
+                let wf = w.row(f);
+                let cj = &b.cols[j * nd..(j + 1) * nd];
+                for (k, (v, &c)) in wrj.iter_mut().zip(cj).enumerate() {
+                    *v = if c != 0.0 { wf[j + k - h] * c } else { 0.0 };
+                }
+                // A[j+d, j] = Σ_k wrj[k] R[i, j+d], row i = j + k - h = (j+d) + (k-d) - h
                 for (d, a) in col.iter_mut().enumerate() {
-                    if j + d >= n || d > 2 * h {
+                    if j + d >= n || d >= nd {
                         break;
                     }
                     let other = &b.cols[(j + d) * nd..(j + d + 1) * nd];
