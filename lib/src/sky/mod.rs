@@ -106,12 +106,25 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
             "no fiber with OBJTYPE=SKY (and without VARIABLETHRU) in the FIBERMAP".into(),
         ));
     }
-    let (work_ivar, _) = fiberbitmasked_ivar(frame, sky_fatal_bits(frame));
-    let skyfibers: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|&f| work_ivar.row(f).iter().any(|&v| v > 0.0))
-        .collect();
+    // working ivar of the candidates: frame ivar × (mask == 0), zero on sky-fatal fibers
+    let fatal = sky_fatal_bits(frame);
+    let work_row = |f: usize| -> Vec<f64> {
+        if status[f] & fatal != 0 {
+            return vec![0.0; nwave];
+        }
+        (0..nwave)
+            .map(|j| {
+                if frame.mask[[f, j]] == 0 {
+                    frame.ivar[[f, j]]
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let mut work: Vec<(usize, Vec<f64>)> = candidates.iter().map(|&f| (f, work_row(f))).collect();
+    work.retain(|(_, iv)| iv.iter().any(|&v| v > 0.0));
+    let skyfibers: Vec<usize> = work.iter().map(|(f, _)| *f).collect();
     if skyfibers.len() < candidates.len() {
         log::warn!(
             "{} sky fibers discarded (ivar=0 or bad FIBERSTATUS), {} left",
@@ -128,7 +141,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
     let nsky = skyfibers.len();
     log::info!("sky model from {nsky} sky fibers, {nwave} wavelengths");
     let flux = frame.flux.select(Axis(0), &skyfibers);
-    let ivar = work_ivar.select(Axis(0), &skyfibers);
+    let ivar = Array2::from_shape_fn((nsky, nwave), |(s, j)| work[s].1[j]);
     let res: Vec<Resolution> = skyfibers.iter().map(|&f| frame.resolution_of(f)).collect();
     let fit = linear::compute_sky_linear(flux.view(), ivar.view(), &res, &opts.linear);
     log::info!(
