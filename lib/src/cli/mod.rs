@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::comm::{Comm, SingleComm};
 
 pub mod man;
+pub mod redshift;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,6 +83,7 @@ pub fn commands() -> Vec<clap::Command> {
     vec![
         // Each stage adds `XOpts::command().name("spx-x")` here.
         VersionOnly::command().name("spx-version-check").hide(true),
+        crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())

@@ -205,7 +205,14 @@ pub fn fit(
     targets: &[Target],
     opts: &FitOptions,
 ) -> FitOutput {
+    let t0 = std::time::Instant::now();
     let scans = scan_all(templates, grids, targets);
+    log::debug!(
+        "coarse scan of {} targets: {:.2} s",
+        targets.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
     let ranked: Vec<Vec<Ranked>> = targets
         .par_iter()
         .enumerate()
@@ -221,6 +228,11 @@ pub fn fit(
             zfind::rank(all, opts.nminima)
         })
         .collect();
+    log::debug!(
+        "refinement of {} targets: {:.2} s",
+        targets.len(),
+        t0.elapsed().as_secs_f64()
+    );
     FitOutput { scans, ranked }
 }
 

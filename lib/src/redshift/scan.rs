@@ -55,7 +55,8 @@ pub fn build_block(p: &Prepared, grids: &[Grid], zs: &[f64]) -> Option<Block> {
         let npix = g.wave.len();
         let pad = g.ndiag / 2;
         let mut blk = vec![0.0; (npix + 2 * pad) * nb * LANES];
-        tmp.resize(npix * nb, 0.0);
+        let st = p.cum.stride();
+        tmp.resize(npix * st, 0.0);
         for (lane, &z) in zs.iter().enumerate().take(LANES) {
             if !p.cum.rebin(z, &g.edges, &mut tmp) {
                 return None;
@@ -63,13 +64,13 @@ pub fn build_block(p: &Prepared, grids: &[Grid], zs: &[f64]) -> Option<Block> {
             if let Some(tr) = igm::transmission(t.igm, z, &g.wave) {
                 for i in 0..npix {
                     for k in 0..nb {
-                        tmp[i * nb + k] *= tr[i];
+                        tmp[i * st + k] *= tr[i];
                     }
                 }
             }
             for i in 0..npix {
                 for k in 0..nb {
-                    blk[((i + pad) * nb + k) * LANES + lane] = tmp[i * nb + k];
+                    blk[((i + pad) * nb + k) * LANES + lane] = tmp[i * st + k];
                 }
             }
         }
