@@ -39,8 +39,8 @@ pub struct RedshiftOpts {
     #[arg(short = 'd', long, value_name = "DETAILS")]
     pub details: Option<PathBuf>,
     /// Only fit these TARGETIDs (comma-separated), in this order
-    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
-    pub targetids: Option<Vec<i64>>,
+    #[arg(long, value_name = "ID,...")]
+    pub targetids: Option<String>,
     /// Minima refined per template and kept per spectral type
     #[arg(long, default_value_t = 3)]
     pub nminima: usize,
@@ -92,10 +92,17 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     }
     let file_ids = target::unique_targetids(&spectra);
     let ids: Vec<i64> = match &opts.targetids {
-        Some(req) => {
+        Some(list) => {
+            let mut req = Vec::new();
+            for x in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                req.push(
+                    x.parse::<i64>()
+                        .map_err(|_| anyhow::anyhow!("--targetids: '{x}' is not an integer"))?,
+                );
+            }
             let mut seen = std::collections::HashSet::new();
             let mut v = Vec::new();
-            for t in req {
+            for t in &req {
                 if !file_ids.contains(t) {
                     bail!("{}: TARGETID {t} is not in FIBERMAP", opts.infile.display());
                 }

@@ -153,7 +153,7 @@ impl RedshiftCatalog {
         let tid: Vec<i64> = r.col(h, "TARGETID")?;
         let n = tid.len();
         let coeff: Vec<f64> = r.col(h, "COEFF")?;
-        let nc = if n > 0 { coeff.len() / n } else { 0 };
+        let nc = coeff.len().checked_div(n).unwrap_or(0);
         let z: Vec<f64> = r.col(h, "Z")?;
         let zerr: Vec<f64> = r.col(h, "ZERR")?;
         let zwarn: Vec<i64> = r.col(h, "ZWARN")?;

@@ -289,7 +289,7 @@ impl Spectra {
             let flux = r.image2::<f32>(&format!("{b}_FLUX"))?;
             let ivar = r.image2::<f32>(&format!("{b}_IVAR"))?;
             let mask_name = format!("{b}_MASK");
-            let mask = if names.iter().any(|x| *x == mask_name) {
+            let mask = if names.contains(&mask_name) {
                 Some(r.image2::<i32>(&mask_name)?)
             } else {
                 None

@@ -2,6 +2,9 @@
 //! (redrock `rebin.py`, reference/redshift.md §2.3): the piecewise-linear interpolant of the
 //! template is integrated exactly over each pixel and divided by the pixel width.
 
+// Index loops mirror the formulas (and redrock's code) over several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
 /// Pixel edges from pixel centres as redrock's `centers2edges`: interior edges are midpoints,
 /// the outer edges extend by the adjacent half-width. `[n]` → `[n+1]`, Angstrom.
 pub fn centers2edges(centers: &[f64]) -> Vec<f64> {

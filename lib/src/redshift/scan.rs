@@ -8,6 +8,9 @@
 //! χ² = fᵀWf − 2aᵀy + aᵀMa, which equals Σ w (f − Tb a)² without a second pass over pixels.
 //! All sums run in a fixed order, so results do not depend on threads.
 
+// Index loops mirror the formulas (and redrock's code) over several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
 use crate::io::templates::Template;
 
 use super::igm;
