@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::fits::{Column, ColumnData, FitsReader, FitsWriter, Provenance, Result};
-use super::spectra::Table;
+use super::spectra::{write_with_logicals, Table};
 
 /// One REDSHIFTS row (the best candidate of a target).
 #[derive(Debug, Clone)]
@@ -140,7 +140,7 @@ impl RedshiftCatalog {
         w.table("REDSHIFTS", &self.redshift_columns())?;
         self.header_keys(&mut w)?;
         w.table("FIBERMAP", &self.fibermap.columns)?;
-        w.table("EXP_FIBERMAP", &self.exp_fibermap.columns)?;
+        write_with_logicals(&mut w, "EXP_FIBERMAP", &self.exp_fibermap.columns)?;
         w.table("TSNR2", &self.tsnr2.columns)?;
         w.commit()?;
         Ok(())

@@ -370,7 +370,7 @@ impl Spectra {
         }
         w.table("FIBERMAP", &self.fibermap.columns)?;
         if let Some(t) = &self.exp_fibermap {
-            w.table("EXP_FIBERMAP", &t.columns)?;
+            write_with_logicals(&mut w, "EXP_FIBERMAP", &t.columns)?;
         }
         for b in &self.bands {
             let up = b.name.to_ascii_uppercase();
@@ -410,6 +410,36 @@ impl Spectra {
         w.commit()?;
         Ok(())
     }
+}
+
+/// Writes a table whose `IN_COADD_*` columns (held as 0/1 bytes) are FITS logicals ('L'), as
+/// desispec writes them: the bytes are stored as the FITS logical characters 'T'/'F' and the
+/// column's TFORM is set to L (a logical is one byte, so the row layout is unchanged).
+pub fn write_with_logicals(w: &mut FitsWriter, extname: &str, columns: &[Column]) -> Result<()> {
+    let is_logical =
+        |c: &Column| c.name.starts_with("IN_COADD_") && matches!(c.data, ColumnData::U8(_));
+    let cols: Vec<Column> = columns
+        .iter()
+        .map(|c| match (&c.data, is_logical(c)) {
+            (ColumnData::U8(v), true) => Column {
+                name: c.name.clone(),
+                unit: c.unit.clone(),
+                data: ColumnData::U8(
+                    v.iter()
+                        .map(|&b| if b != 0 { b'T' } else { b'F' })
+                        .collect(),
+                ),
+            },
+            _ => c.clone(),
+        })
+        .collect();
+    w.table(extname, &cols)?;
+    for (i, c) in columns.iter().enumerate() {
+        if is_logical(c) {
+            w.key(&format!("TFORM{}", i + 1), "L")?;
+        }
+    }
+    Ok(())
 }
 
 /// Columns of a per-exposure fibermap that desispec keeps in EXP_FIBERMAP, in its order

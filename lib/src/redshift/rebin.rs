@@ -259,8 +259,8 @@ impl Cumulative {
         let ca = &self.c[j * S..(j + 1) * S];
         let mut out = [0.0; S];
         for k in 0..S {
-            let yu = ya[k] + f * (yb[k] - ya[k]);
-            out[k] = ca[k] + 0.5 * (ya[k] + yu) * t;
+            let yu = (yb[k] - ya[k]).mul_add(f, ya[k]);
+            out[k] = (0.5 * (ya[k] + yu)).mul_add(t, ca[k]);
         }
         out
     }
@@ -317,8 +317,10 @@ impl Cumulative {
                 unsafe { self.rebin_avx512(zp1, edges, out) };
                 return true;
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: AVX2 is available (checked above).
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: AVX2 and FMA are available (checked above).
                 unsafe { self.rebin_avx2(zp1, edges, out) };
                 return true;
             }
@@ -334,7 +336,7 @@ impl Cumulative {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn rebin_avx2(&self, zp1: f64, edges: &[f64], out: &mut [f64]) {
         self.rebin_plain(zp1, edges, out)
     }
