@@ -21,6 +21,7 @@ pub mod inspect;
 pub mod extract;
 pub mod man;
 pub mod sky;
+pub mod redshift;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,6 +97,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
         crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         VersionOnly::command().name("spx-version-check").hide(true),
+        crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())
