@@ -92,6 +92,15 @@ enum Cmd {
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
     },
+    /// Run a built-in stage (builtin:NAME in a pipeline YAML)
+    #[command(hide = true)]
+    Builtin {
+        /// Built-in stage name
+        name: String,
+        /// Its arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmark: expand and schedule a synthetic campaign (no file checks)
     #[command(hide = true)]
     BenchExpand {
@@ -242,6 +251,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Status { yaml, vars } => {
             let plan = load(&PlanArgs { yaml, vars }, true)?;
             print!("{}", status::report(&plan)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Builtin { name, args } => {
+            let program = format!("builtin:{name}");
+            let f = spx_pipeline::registry::in_process(&program)
+                .ok_or_else(|| anyhow::anyhow!("no built-in stage {name:?}"))?;
+            let mut argv = vec![program];
+            argv.extend(args);
+            f(&argv, &spx::SingleComm)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::BenchExpand { p, exposures } => {
