@@ -2,7 +2,7 @@
 //! `group_by` fan-in, file dependencies, `after`, and the validation errors (unknown stage,
 //! cycle, missing variable, output written twice, input nobody makes that does not exist).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -16,6 +16,35 @@ use crate::Error;
 // camera) cloned into many items, so clones are reference counts, not allocations.
 type Bindings = BTreeMap<Rc<str>, Rc<str>>;
 type Macros = BTreeMap<String, String>;
+
+/// A hash map with a fast non-cryptographic hash (FxHash's multiply-rotate, 8 bytes at a
+/// time): planning a large campaign hashes hundreds of thousands of paths, and SipHash's
+/// protection against hostile keys buys nothing for our own file names.
+type HashMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(K);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 fn rc_map(m: &BTreeMap<String, String>) -> Bindings {
     m.iter()
@@ -321,7 +350,12 @@ fn items_of(
                 })?)?),
             };
             list.into_iter()
-                .map(|v| (BTreeMap::from([(Rc::from(dim.as_str()), Rc::from(v.as_str()))]), v))
+                .map(|v| {
+                    (
+                        BTreeMap::from([(Rc::from(dim.as_str()), Rc::from(v.as_str()))]),
+                        v,
+                    )
+                })
                 .collect()
         };
         let mut next = Vec::with_capacity(items.len() * values.len());
@@ -403,7 +437,7 @@ fn drafts_of(
             .collect(),
         Some(keys) => {
             let mut order: Vec<Vec<String>> = Vec::new();
-            let mut by: HashMap<Vec<String>, Vec<Bindings>> = HashMap::new();
+            let mut by: HashMap<Vec<String>, Vec<Bindings>> = HashMap::default();
             for it in items {
                 let kv = keys
                     .iter()
@@ -485,7 +519,7 @@ fn default_logdir(globals: &Bindings) -> String {
 /// Expands and validates a pipeline into a plan.
 pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> {
     let (globals, macros) = resolve_variables(spec, opts)?;
-    let mut names = HashMap::new();
+    let mut names = HashMap::default();
     for (i, s) in spec.stages.iter().enumerate() {
         if names.insert(s.name.as_str(), i).is_some() {
             return Err(Error::Stage {
@@ -544,7 +578,8 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
         .map(|d| std::mem::take(&mut d.inputs))
         .collect();
     // Who writes what.
-    let mut producer: HashMap<&str, usize> = HashMap::new();
+    let mut producer: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(drafts.len() * 2, Default::default());
     for (id, d) in drafts.iter().enumerate() {
         for p in d.outputs.iter().flatten() {
             if let Some(&other) = producer.get(p.as_str()) {
@@ -557,7 +592,8 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
             producer.insert(p, id);
         }
     }
-    let mut seen_names: HashMap<&str, usize> = HashMap::new();
+    let mut seen_names: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(drafts.len(), Default::default());
     for (id, d) in drafts.iter().enumerate() {
         if let Some(&o) = seen_names.get(d.name.as_str()) {
             if drafts[o].stage == d.stage {
@@ -686,40 +722,49 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
             stage: s.name.clone(),
             msg: format!("task {}: {e}", d.name),
         };
-        let render_arg = |t: &Template| -> Result<Vec<String>, Error> {
-            match t.render_list(&vars, &lists) {
+        // Appends the argument(s) of `t` to `out`: one string, or one per list element, or
+        // (in a group) one per member when it needs a member's variable.
+        let push_arg = |t: &Template, out: &mut Vec<String>| -> Result<(), Error> {
+            let r = if t.has_list() {
+                t.render_list(&vars, &lists).map(|v| out.extend(v))
+            } else {
+                t.render(&vars).map(|a| out.push(a))
+            };
+            match r {
                 Err(RenderError::Unbound(v))
                     if d.members.iter().any(|m| m.contains_key(v.as_str())) =>
                 {
-                    let mut out: Vec<String> = Vec::new();
+                    let start = out.len();
                     for m in &d.members {
                         let mv = Layered(m, &outer);
                         for a in t.render_list(&mv, &lists).map_err(err)? {
-                            if !out.contains(&a) {
+                            if !out[start..].contains(&a) {
                                 out.push(a);
                             }
                         }
                     }
-                    Ok(out)
+                    Ok(())
                 }
                 r => r.map_err(err),
             }
         };
-        let mut argv = vec![p.command.render(&vars).map_err(err)?];
+        let mut argv = Vec::with_capacity(1 + p.args.len() + 2 * p.options.len());
+        argv.push(p.command.render(&vars).map_err(err)?);
         for a in &p.args {
-            argv.extend(render_arg(a)?);
+            push_arg(a, &mut argv)?;
         }
         for (k, v) in &p.options {
             match v {
                 OptionValue::Flag => argv.push(format!("--{k}")),
                 OptionValue::Values(ts) => {
-                    let mut vals = Vec::new();
+                    let flag = argv.len();
+                    argv.push(format!("--{k}"));
                     for t in ts {
-                        vals.extend(render_arg(t)?);
+                        push_arg(t, &mut argv)?;
                     }
-                    if !vals.is_empty() {
-                        argv.push(format!("--{k}"));
-                        argv.extend(vals);
+                    // An option whose values are all gone (an absent optional input) goes too.
+                    if argv.len() == flag + 1 {
+                        argv.pop();
                     }
                 }
             }
@@ -773,7 +818,7 @@ fn topo_order(drafts: &[Draft], deps: &[Vec<usize>]) -> Result<Vec<usize>, Error
     // Walk back along unfinished dependencies until a task repeats: that is a cycle.
     let mut t = (0..n).find(|&t| indeg[t] > 0).unwrap_or(0);
     let mut path = Vec::new();
-    let mut pos = HashMap::new();
+    let mut pos = HashMap::default();
     while !pos.contains_key(&t) {
         pos.insert(t, path.len());
         path.push(t);

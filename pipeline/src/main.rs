@@ -282,6 +282,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect()
                 })
                 .collect();
+            let cpu0 = cpu_seconds();
             let t0 = Instant::now();
             let plan = expand(
                 &spec,
@@ -295,8 +296,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let jobs = slurm::arrays(&plan)?;
             let waves = spx_pipeline::local::schedule_waves(&plan);
             let t2 = Instant::now();
+            let cpu = cpu_seconds() - cpu0;
             println!(
-                "{} exposures: {} tasks, {} dependencies, {} stages ({} arrays), {} waves; expand {:.3} s, schedule {:.3} s, total {:.3} s",
+                "{} exposures: {} tasks, {} dependencies, {} stages ({} arrays), {} waves; expand {:.3} s, schedule {:.3} s, total {:.3} s wall, {cpu:.3} s CPU",
                 exposures,
                 plan.tasks.len(),
                 plan.tasks.iter().map(|t| t.deps.len()).sum::<usize>(),
@@ -310,6 +312,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// User + system CPU time of this process, seconds (wall time on a shared machine measures
+/// the other users too).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a plain struct for this process.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn main() -> ExitCode {

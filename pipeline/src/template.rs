@@ -195,10 +195,7 @@ impl Template {
         for s in &self.segs[pos + 1..] {
             render_seg(s, vars, &mut post)?;
         }
-        Ok(items
-            .iter()
-            .map(|it| format!("{pre}{it}{post}"))
-            .collect())
+        Ok(items.iter().map(|it| format!("{pre}{it}{post}")).collect())
     }
 }
 
