@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn list_arguments_repeat() {
         let v = vars(&[("a", "A")]);
-        let xy = vec!["x".to_string(), "y".to_string()];
+        let xy = ["x".to_string(), "y".to_string()];
         let lists = |k: ListKind, n: &str| (k == ListKind::Inputs && n == "f").then_some(&xy[..]);
         let t = Template::parse("--in={inputs.f}:{a}").unwrap();
         assert_eq!(
