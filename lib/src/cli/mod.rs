@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
 
+pub mod fiberflat;
 pub mod inspect;
 pub mod man;
+pub mod sky;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -83,6 +85,8 @@ pub fn commands() -> Vec<clap::Command> {
     vec![
         // Each stage adds `XOpts::command().name("spx-x")` here.
         crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
+        crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
+        crate::cli::sky::SkyOpts::command().name("spx-sky"),
         VersionOnly::command().name("spx-version-check").hide(true),
     ]
     .into_iter()
