@@ -645,3 +645,120 @@ fn spx_spectra_read_back_in_desispec() {
     assert_eq!(tid, vec![101.0, 102.0, 101.0]);
     assert_eq!(d.header("SPGRP"), "healpix");
 }
+
+/// `got` equals astropy's values of HDU `hdu` exactly, shape included.
+fn assert_same_as_astropy(d: &Dump, what: &str, hdu: &str, shape: &[usize], got: &[f64]) {
+    let (s, want) = d.array(hdu);
+    assert_eq!(s, shape, "{what}[{hdu}] shape");
+    if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
+        panic!(
+            "{what}[{hdu}] element {i}: spx {} astropy {}",
+            got[i], want[i]
+        );
+    }
+}
+
+#[test]
+fn spx_reads_desispec_sky_as_astropy_does() {
+    let rel = "sky/sky-ref.fits";
+    let Some(path) = shared_file(rel) else { return };
+    let sky = spx::io::sky::SkyModel::read(&path).unwrap();
+    let Some(d) = desi_read("astropy", &path) else {
+        return;
+    };
+    let (ns, nw) = sky.flux.dim();
+    let v = |a: &Array2<f64>| a.iter().copied().collect::<Vec<_>>();
+    assert_same_as_astropy(&d, rel, "SKY", &[ns, nw], &v(&sky.flux));
+    assert_same_as_astropy(&d, rel, "IVAR", &[ns, nw], &v(&sky.ivar));
+    let mask: Vec<f64> = sky.mask.iter().map(|&m| f64::from(m)).collect();
+    assert_same_as_astropy(&d, rel, "MASK", &[ns, nw], &mask);
+    assert_same_as_astropy(&d, rel, "WAVELENGTH", &[nw], &sky.wave.to_vec());
+    let stat = sky.stat_ivar.as_ref().expect("sky-ref has STATIVAR");
+    assert_same_as_astropy(&d, rel, "STATIVAR", &[ns, nw], &v(stat));
+    let tp = sky
+        .throughput_corrections
+        .as_ref()
+        .expect("sky-ref has THRPUTCORR");
+    assert_same_as_astropy(&d, rel, "THRPUTCORR", &[ns], &tp.to_vec());
+    let tid: Vec<f64> = sky
+        .skytargetid
+        .as_ref()
+        .expect("SKYTARGETID")
+        .iter()
+        .map(|&t| t as f64)
+        .collect();
+    assert_same_as_astropy(&d, rel, "SKYTARGETID", &[tid.len()], &tid);
+}
+
+#[test]
+fn spx_reads_desispec_spectra_as_astropy_does() {
+    let rel = "redshift/spectra-30.fits";
+    let Some(path) = shared_file(rel) else { return };
+    let sp = spx::io::spectra::Spectra::read(&path).unwrap();
+    let Some(d) = desi_read("astropy", &path) else {
+        return;
+    };
+    let names: Vec<&str> = sp.bands.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["b", "r", "z"]);
+    let ns = sp.nspec();
+    assert_eq!(ns, 30);
+    for b in &sp.bands {
+        let u = b.name.to_uppercase();
+        let nw = b.wave.len();
+        let f = |a: &Array2<f32>| a.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+        assert_same_as_astropy(&d, rel, &format!("{u}_WAVELENGTH"), &[nw], &b.wave);
+        assert_same_as_astropy(&d, rel, &format!("{u}_FLUX"), &[ns, nw], &f(&b.flux));
+        assert_same_as_astropy(&d, rel, &format!("{u}_IVAR"), &[ns, nw], &f(&b.ivar));
+        let m: Vec<f64> = b
+            .mask
+            .as_ref()
+            .expect("MASK")
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        assert_same_as_astropy(&d, rel, &format!("{u}_MASK"), &[ns, nw], &m);
+        let r: Vec<f64> = b.resolution.iter().map(|&v| f64::from(v)).collect();
+        let nd = b.resolution.dim().1;
+        assert_same_as_astropy(&d, rel, &format!("{u}_RESOLUTION"), &[ns, nd, nw], &r);
+    }
+    let tid: Vec<f64> = sp.targetids().iter().map(|&t| t as f64).collect();
+    assert_eq!(d.array("FIBERMAP.col_TARGETID").1, tid, "FIBERMAP TARGETID");
+}
+
+#[test]
+fn spx_reads_desispec_preproc_as_desispec_does() {
+    let rel = "extract/preproc-noisy.fits";
+    let Some(path) = shared_file(rel) else { return };
+    let img = spx::io::preproc::read(&path).unwrap();
+    let Some(d) = desi_read("preproc_litbox", &path) else {
+        return;
+    };
+    let (ny, nx) = img.image.dim();
+    assert_eq!(d.info("shape"), &serde_json::json!([ny, nx]));
+    let bx: Vec<usize> = serde_json::from_value(d.info("box").clone()).unwrap();
+    let sub = |a: &Array2<f32>| {
+        a.slice(ndarray::s![bx[0]..bx[1], bx[2]..bx[3]])
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect::<Vec<_>>()
+    };
+    let shape = [bx[1] - bx[0], bx[3] - bx[2]];
+    let (s, pix) = d.array("pix_box");
+    assert_eq!(s, shape);
+    assert_eq!(pix, sub(&img.image), "IMAGE in the lit box");
+    assert_eq!(d.array("ivar_box").1, sub(&img.ivar), "IVAR in the lit box");
+    // Whole-CCD sums: the same f32 values summed in f64 in another order (numpy pairwise,
+    // here sequential) agree to ~n·ε ≈ 1.7e7 · 1.1e-16 ≈ 2e-9 relative at worst.
+    let sum = |a: &Array2<f32>| a.iter().map(|&v| f64::from(v)).sum::<f64>();
+    for (name, ours) in [("pix_sum", sum(&img.image)), ("ivar_sum", sum(&img.ivar))] {
+        let theirs = d.info(name).as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() <= 2e-9 * theirs.abs(),
+            "{name}: {ours} vs {theirs}"
+        );
+    }
+    assert_eq!(
+        d.info("mask_nonzero"),
+        img.mask.iter().filter(|&&m| m != 0).count()
+    );
+}

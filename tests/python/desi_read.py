@@ -142,7 +142,27 @@ def read_spectra(path, d):
                           "targets": [int(t) for t in sp.target_ids()]}
 
 
-READERS = {"astropy": read_astropy, "frame": read_frame, "sky": read_sky,
+def read_preproc_litbox(path, d):
+    """desispec.io.read_image on a full-size preproc: the lit box of the shared fixtures
+    (header keys LITXMIN…, README) in full, and sums over the whole CCD."""
+    import desispec.io
+
+    img = desispec.io.read_image(path)
+    m = img.meta
+    ys = slice(m["LITYMIN"], m["LITYMAX"])
+    xs = slice(m["LITXMIN"], m["LITXMAX"])
+    d.array("pix_box", img.pix[ys, xs])
+    d.array("ivar_box", img.ivar[ys, xs])
+    d.manifest["info"] = {
+        "shape": list(img.pix.shape),
+        "box": [m["LITYMIN"], m["LITYMAX"], m["LITXMIN"], m["LITXMAX"]],
+        "pix_sum": float(np.sum(img.pix, dtype=np.float64)),
+        "ivar_sum": float(np.sum(img.ivar, dtype=np.float64)),
+        "mask_nonzero": int(np.count_nonzero(img.mask)),
+    }
+
+
+READERS = {"astropy": read_astropy, "preproc_litbox": read_preproc_litbox, "frame": read_frame, "sky": read_sky,
            "fiberflat": read_fiberflat, "image": read_image, "spectra": read_spectra}
 
 if __name__ == "__main__":
