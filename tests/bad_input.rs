@@ -107,3 +107,42 @@ fn frame_reader_names_file_and_hdu() {
         eprintln!("{msg}");
     }
 }
+
+/// The binaries that read a frame (`-i FRAME -o OUT`): each bad frame gives exit code 1, one
+/// error line naming the file and HDU, and no output file (nor a temporary one) at all.
+#[test]
+fn frame_reading_binaries_fail_cleanly() {
+    let inputs = tempfile::tempdir().unwrap();
+    let bad = bad_frames(inputs.path());
+    for bin in ["spx-sky", "spx-fiberflat"] {
+        for (path, hdu) in &bad {
+            let outdir = tempfile::tempdir().unwrap();
+            let outfile = outdir.path().join("out.fits");
+            let out = common::bin(bin)
+                .arg("-i")
+                .arg(path)
+                .arg("-o")
+                .arg(&outfile)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{bin} -i {}", path.display());
+            assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+            let lines: Vec<&str> = err.lines().collect();
+            assert_eq!(lines.len(), 1, "{what}: one line, got {err}");
+            assert!(
+                lines[0].starts_with(&format!("{bin}: error: ")),
+                "{what}: {err}"
+            );
+            assert!(
+                lines[0].contains(&*path.to_string_lossy()),
+                "{what}: names the file: {err}"
+            );
+            if let Some(hdu) = hdu {
+                assert!(lines[0].contains(hdu), "{what}: names HDU {hdu}: {err}");
+            }
+            let left: Vec<_> = std::fs::read_dir(outdir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{what}: left {left:?}");
+        }
+    }
+}
