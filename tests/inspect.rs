@@ -561,3 +561,142 @@ fn long_listing_shows_all_columns_and_cards() {
     assert!(text.contains("EXPID    = 77"), "{text}");
     assert!(!text.contains("stats:"), "{text}");
 }
+
+/// Files written by spx's typed writers (and re-written DESI files) get their kind.
+#[test]
+fn files_written_by_spx_writers_get_their_kind() {
+    use spx::io::fiberflat::FiberFlat;
+    use spx::io::preproc::PreprocImage;
+    use spx::io::raw::{AmpInfo, RawCamera, RawExposure, Section};
+    use spx::io::simtruth::{CameraTruth, SimTruth};
+    use spx::io::sky::SkyModel;
+    let dir = tempfile::tempdir().unwrap();
+    let prov = Provenance::default();
+    let mut files: Vec<(PathBuf, &str)> = Vec::new();
+    let (ns, nw) = (3, 12);
+    let wave = Array1::from_iter((0..nw).map(|j| 5760.0 + 0.8 * j as f64));
+    let ones = Array2::<f64>::ones((ns, nw));
+    let mut header = Header::default();
+    header.set("CAMERA", "r1".into());
+
+    let sec = |y0, y1, x0, x1| Section { y0, y1, x0, x1 };
+    let raw = RawExposure {
+        night: 20250101,
+        expid: 12,
+        flavor: "science".into(),
+        exptime: 900.0,
+        primary: Header::default(),
+        cameras: vec![RawCamera {
+            camera: "r1".into(),
+            image: Array2::from_elem((8, 12), 1000.0f32),
+            amps: vec![AmpInfo {
+                name: "A".into(),
+                gain: Some(1.5),
+                read_noise: Some(3.0),
+                saturation: None,
+                datasec: sec(0, 8, 0, 10),
+                ccdsec: sec(0, 8, 0, 10),
+                biassec: sec(0, 8, 10, 12),
+                orsec: None,
+                presec: None,
+            }],
+            header: Header::default(),
+        }],
+        fibermap: None,
+    };
+    let p = dir.path().join("1.fits");
+    raw.write(&p, &prov).unwrap();
+    files.push((p, "raw"));
+
+    let truth = SimTruth {
+        night: 20250101,
+        expid: 12,
+        flavor: "science".into(),
+        exptime: 900.0,
+        seed: 1,
+        tileid: 1000,
+        instrument: "mini".into(),
+        fibermap: None,
+        truth: None,
+        cameras: vec![CameraTruth {
+            camera: "r1".into(),
+            wave: wave.clone(),
+            phot: Array2::ones((ns, nw)),
+            skyphot: Array2::ones((ns, nw)),
+            flux: Array2::ones((ns, nw)),
+            skyflux: Array2::ones((ns, nw)),
+            calib: Array2::ones((ns, nw)),
+            image: None,
+            cosmics: None,
+            dark_electrons: 0.0,
+            nphot: 1.0,
+        }],
+    };
+    let p = dir.path().join("2.fits");
+    truth.write(&p, &prov).unwrap();
+    files.push((p, "simtruth"));
+
+    let img = PreprocImage {
+        image: Array2::from_elem((6, 5), 2.0f32),
+        ivar: Array2::from_elem((6, 5), 1.0f32),
+        mask: Array2::zeros((6, 5)),
+        readnoise: None,
+        header: header.clone(),
+    };
+    let p = dir.path().join("3.fits");
+    spx::io::preproc::write(&p, &img, &prov).unwrap();
+    files.push((p, "preproc"));
+
+    let sky = SkyModel {
+        wave: wave.clone(),
+        flux: ones.clone(),
+        ivar: ones.clone(),
+        mask: Array2::zeros((ns, nw)),
+        stat_ivar: None,
+        throughput_corrections: None,
+        throughput_corrections_model: None,
+        skytargetid: None,
+        header: header.clone(),
+    };
+    let p = dir.path().join("4.fits");
+    sky.write(&p, &prov).unwrap();
+    files.push((p, "sky"));
+
+    let ff = FiberFlat {
+        wave: wave.clone(),
+        fiberflat: ones.clone(),
+        ivar: ones.clone(),
+        mask: Array2::zeros((ns, nw)),
+        meanspec: Array1::ones(nw),
+        chi2pdf: None,
+        fibermap: None,
+        header,
+    };
+    let p = dir.path().join("5.fits");
+    ff.write(&p, &prov).unwrap();
+    files.push((p, "fiberflat"));
+
+    // DESI files read and re-written by spx keep their kind.
+    if let Some(src) = shared_file("psf/psf-r0-00051060.fits") {
+        let psf = spx::io::psf::read(&src).unwrap();
+        let p = dir.path().join("6.fits");
+        spx::io::psf::write(&p, &psf, &prov).unwrap();
+        files.push((p, "psf"));
+    }
+    if let Some(src) = shared_file("redshift/spectra-30.fits") {
+        let sp = spx::io::spectra::Spectra::read(&src).unwrap();
+        let p = dir.path().join("7.fits");
+        sp.write(&p, &prov).unwrap();
+        files.push((p, "spectra"));
+    }
+
+    let paths: Vec<&Path> = files.iter().map(|(p, _)| p.as_path()).collect();
+    let reports = inspect_json(&paths);
+    for ((p, kind), r) in files.iter().zip(&reports) {
+        assert_eq!(r["kind"], *kind, "{}", p.display());
+        assert_eq!(r["missing_hdus"], serde_json::json!([]), "{}", p.display());
+    }
+    assert_eq!(reports[0]["stats"]["cameras"], serde_json::json!(["r1"]));
+    assert_eq!(reports[1]["stats"]["cameras"], serde_json::json!(["r1"]));
+    assert_eq!(reports[1]["stats"]["r1_nwave"], nw);
+}
