@@ -11,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
@@ -67,7 +67,13 @@ pub fn main<O: Parser>(
     common: impl Fn(&O) -> &CommonOpts,
     run: impl FnOnce(&O, &dyn Comm) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let opts = O::parse();
+    // Name the command after the binary, so --version and usage say `spx-x` whatever the
+    // options struct is called.
+    let matches = O::command().name(program.to_string()).get_matches();
+    let opts = match O::from_arg_matches(&matches) {
+        Ok(o) => o,
+        Err(e) => e.exit(),
+    };
     init(program, common(&opts));
     // The `mpi` feature replaces this with the MPI world communicator (comm.rs).
     let comm = SingleComm;
