@@ -94,6 +94,8 @@ pub(crate) fn mean_resolution(frame: &Frame) -> Resolution {
 /// with its defaults: no wavelength/LSF adjustment, no offsets, gradients or TPCORR).
 pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyError> {
     let (nspec, nwave) = (frame.nspec(), frame.nwave());
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| log::debug!("{what} done at {:.3} s", t0.elapsed().as_secs_f64());
     let status = frame.fibermap.fiberstatus();
     let candidates: Vec<usize> = frame
         .fibermap
@@ -153,6 +155,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
 
     // statistical variance through the mean resolution: diag(R̄ C R̄ᵀ), the same for every
     // fiber (desispec's approximation to save time)
+    lap("linear fit");
     let rmean = mean_resolution(frame);
     let stat_var = convolved_variance(&rmean, &fit.covariance);
     let stat_ivar: Vec<f64> = stat_var
@@ -174,6 +177,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
     let mut csky = Array2::from_shape_vec((nspec, nwave), cbuf)
         .unwrap_or_else(|_| Array2::zeros((nspec, nwave)));
 
+    lap("convolved sky and statistical variance");
     let mut sky_ivar = if nsky > 1 && opts.add_variance {
         variance::model_variance(
             frame.flux.view(),
@@ -224,6 +228,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         mask.row_mut(f).mapv_inplace(|m| m | specmask::BADSKY);
     }
 
+    lap("variance inflation and masking");
     let thru = throughput::throughput_corrections(
         frame.wave.as_slice().unwrap_or(&[]),
         frame.flux.view(),
@@ -232,6 +237,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         csky.view(),
         ivar2.view(),
     );
+    lap("throughput corrections");
     let targetids = frame.fibermap.targetids();
     Ok(SkyModel {
         wave: frame.wave.clone(),
