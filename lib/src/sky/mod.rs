@@ -20,6 +20,7 @@ use crate::io::frame::Frame;
 use crate::io::sky::SkyModel;
 use crate::maskbits::{fibermask, specmask};
 use crate::resolution::Resolution;
+pub use crate::stats::{allclose, combine_ivar, interp};
 
 /// Errors of the sky stages.
 #[derive(Debug, thiserror::Error)]
@@ -372,40 +373,6 @@ fn apply_line_throughput(skyflux: &mut Array2<f64>, sky: &SkyModel, tc: &Array1<
             *v += (tc[f] - 1.0) * line;
         }
     }
-}
-
-/// numpy `interp` (constant extrapolation) for increasing `x`.
-pub fn interp(t: f64, x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if t <= x[0] {
-        return y[0];
-    }
-    if t >= x[n - 1] {
-        return y[n - 1];
-    }
-    let i = x.partition_point(|&v| v <= t); // x[i-1] <= t < x[i]
-    let (x0, x1, y0, y1) = (x[i - 1], x[i], y[i - 1], y[i]);
-    y0 + (t - x0) * (y1 - y0) / (x1 - x0)
-}
-
-/// desispec `combine_ivar`: `1/(1/a + 1/b)` where both are positive, else 0.
-pub fn combine_ivar(a: f64, b: f64) -> f64 {
-    if a > 0.0 && b > 0.0 {
-        1.0 / (1.0 / a + 1.0 / b)
-    } else {
-        0.0
-    }
-}
-
-/// numpy `allclose` with its default tolerances (rtol 1e-5, atol 1e-8).
-pub fn allclose(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(&x, &y)| (x - y).abs() <= 1e-8 + 1e-5 * y.abs())
 }
 
 #[cfg(test)]
