@@ -106,7 +106,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         .collect();
     if candidates.is_empty() {
         return Err(SkyError::NoSkyFibers(
-            "no fiber with OBJTYPE=SKY (and without VARIABLETHRU) in the FIBERMAP".into(),
+            "the FIBERMAP has no fiber with OBJTYPE=SKY (and without VARIABLETHRU)".into(),
         ));
     }
     // working ivar of the candidates: frame ivar × (mask == 0), zero on sky-fatal fibers
@@ -137,7 +137,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
     }
     if skyfibers.is_empty() {
         return Err(SkyError::NoSkyFibers(format!(
-            "all {} sky fibers have ivar=0 or a fatal FIBERSTATUS",
+            "all {} sky fibers have IVAR=0 (or MASK set) everywhere or a fatal FIBERSTATUS",
             candidates.len()
         )));
     }
