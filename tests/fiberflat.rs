@@ -286,3 +286,61 @@ print("ok")
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn same_flat_for_one_and_two_threads_and_dead_input_flows_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut frame, _) = lamp_frame(5);
+    let fp = dir.path().join("frame-r0-00000010.fits");
+    frame.write(&fp, &Provenance::default()).unwrap();
+    let run = |out: &Path, threads: &str, input: &Path| {
+        common::bin("spx-fiberflat")
+            .env("SPX_THREADS", threads)
+            .arg("-i")
+            .arg(input)
+            .arg("-o")
+            .arg(out)
+            .arg("-q")
+            .assert()
+            .success();
+        FiberFlat::read(out).unwrap()
+    };
+    let a = run(&dir.path().join("a.fits"), "1", &fp);
+    let b = run(&dir.path().join("b.fits"), "2", &fp);
+    assert_eq!(a.fiberflat, b.fiberflat);
+    assert_eq!(a.ivar, b.ivar);
+    assert_eq!(a.meanspec, b.meanspec);
+
+    // a frame without any valid pixel: a flat of ones with ivar 0, all flagged, no failure
+    frame.ivar.fill(0.0);
+    let dead = dir.path().join("frame-r0-00000011.fits");
+    frame.write(&dead, &Provenance::default()).unwrap();
+    let d = run(&dir.path().join("d.fits"), "2", &dead);
+    assert!(d.ivar.iter().all(|&v| v == 0.0));
+    assert!(d.fiberflat.iter().all(|&v| v == 1.0));
+    assert!(d.mask.iter().all(|&m| m & specmask::BADFIBERFLAT != 0));
+
+    // averaging flats of different shapes is a clear error without output
+    let other = FiberFlat {
+        fiberflat: Array2::ones((3, NWAVE)),
+        ivar: Array2::ones((3, NWAVE)),
+        mask: Array2::zeros((3, NWAVE)),
+        fibermap: None,
+        ..a.clone()
+    };
+    let op = dir.path().join("other.fits");
+    other.write(&op, &Provenance::default()).unwrap();
+    let out = dir.path().join("night.fits");
+    let assert = common::bin("spx-fiberflat")
+        .arg("--average")
+        .arg(dir.path().join("a.fits"))
+        .arg(&op)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .failure()
+        .code(1);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(err.contains("other.fits") && err.contains("shape"), "{err}");
+    assert!(!out.exists());
+}

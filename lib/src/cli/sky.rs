@@ -85,8 +85,7 @@ pub fn run(opts: &SkyOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     sopts.linear.min_iterations = opts.min_iterations;
     sopts.add_variance = !opts.no_extra_variance;
     let t_read = t0.elapsed().as_secs_f64();
-    let mut sky = compute_sky(&frame, &sopts)
-        .with_context(|| format!("{}[FIBERMAP]", opts.infile.display()))?;
+    let mut sky = compute_sky(&frame, &sopts).with_context(|| opts.infile.display().to_string())?;
     let t_compute = t0.elapsed().as_secs_f64() - t_read;
     let base = |p: &PathBuf| {
         p.file_name()

@@ -12,7 +12,7 @@ use ndarray::Array2;
 use crate::io::fiberflat::FiberFlat;
 use crate::io::frame::Frame;
 use crate::maskbits::specmask;
-use crate::sky::{allclose, interp};
+use crate::stats::{allclose, interp};
 
 /// Errors of the fiber-flat stages.
 #[derive(Debug, thiserror::Error)]

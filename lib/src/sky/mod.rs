@@ -20,6 +20,7 @@ use crate::io::frame::Frame;
 use crate::io::sky::SkyModel;
 use crate::maskbits::{fibermask, specmask};
 use crate::resolution::Resolution;
+pub use crate::stats::{allclose, combine_ivar, interp};
 
 /// Errors of the sky stages.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,8 @@ pub(crate) fn mean_resolution(frame: &Frame) -> Resolution {
 /// with its defaults: no wavelength/LSF adjustment, no offsets, gradients or TPCORR).
 pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyError> {
     let (nspec, nwave) = (frame.nspec(), frame.nwave());
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| log::debug!("{what} done at {:.3} s", t0.elapsed().as_secs_f64());
     let status = frame.fibermap.fiberstatus();
     let candidates: Vec<usize> = frame
         .fibermap
@@ -103,7 +106,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         .collect();
     if candidates.is_empty() {
         return Err(SkyError::NoSkyFibers(
-            "no fiber with OBJTYPE=SKY (and without VARIABLETHRU) in the FIBERMAP".into(),
+            "the FIBERMAP has no fiber with OBJTYPE=SKY (and without VARIABLETHRU)".into(),
         ));
     }
     // working ivar of the candidates: frame ivar × (mask == 0), zero on sky-fatal fibers
@@ -134,7 +137,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
     }
     if skyfibers.is_empty() {
         return Err(SkyError::NoSkyFibers(format!(
-            "all {} sky fibers have ivar=0 or a fatal FIBERSTATUS",
+            "all {} sky fibers have IVAR=0 (or MASK set) everywhere or a fatal FIBERSTATUS",
             candidates.len()
         )));
     }
@@ -153,6 +156,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
 
     // statistical variance through the mean resolution: diag(R̄ C R̄ᵀ), the same for every
     // fiber (desispec's approximation to save time)
+    lap("linear fit");
     let rmean = mean_resolution(frame);
     let stat_var = convolved_variance(&rmean, &fit.covariance);
     let stat_ivar: Vec<f64> = stat_var
@@ -174,6 +178,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
     let mut csky = Array2::from_shape_vec((nspec, nwave), cbuf)
         .unwrap_or_else(|_| Array2::zeros((nspec, nwave)));
 
+    lap("convolved sky and statistical variance");
     let mut sky_ivar = if nsky > 1 && opts.add_variance {
         variance::model_variance(
             frame.flux.view(),
@@ -224,6 +229,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         mask.row_mut(f).mapv_inplace(|m| m | specmask::BADSKY);
     }
 
+    lap("variance inflation and masking");
     let thru = throughput::throughput_corrections(
         frame.wave.as_slice().unwrap_or(&[]),
         frame.flux.view(),
@@ -232,6 +238,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         csky.view(),
         ivar2.view(),
     );
+    lap("throughput corrections");
     let targetids = frame.fibermap.targetids();
     Ok(SkyModel {
         wave: frame.wave.clone(),
@@ -366,40 +373,6 @@ fn apply_line_throughput(skyflux: &mut Array2<f64>, sky: &SkyModel, tc: &Array1<
             *v += (tc[f] - 1.0) * line;
         }
     }
-}
-
-/// numpy `interp` (constant extrapolation) for increasing `x`.
-pub fn interp(t: f64, x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if t <= x[0] {
-        return y[0];
-    }
-    if t >= x[n - 1] {
-        return y[n - 1];
-    }
-    let i = x.partition_point(|&v| v <= t); // x[i-1] <= t < x[i]
-    let (x0, x1, y0, y1) = (x[i - 1], x[i], y[i - 1], y[i]);
-    y0 + (t - x0) * (y1 - y0) / (x1 - x0)
-}
-
-/// desispec `combine_ivar`: `1/(1/a + 1/b)` where both are positive, else 0.
-pub fn combine_ivar(a: f64, b: f64) -> f64 {
-    if a > 0.0 && b > 0.0 {
-        1.0 / (1.0 / a + 1.0 / b)
-    } else {
-        0.0
-    }
-}
-
-/// numpy `allclose` with its default tolerances (rtol 1e-5, atol 1e-8).
-pub fn allclose(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(&x, &y)| (x - y).abs() <= 1e-8 + 1e-5 * y.abs())
 }
 
 #[cfg(test)]
