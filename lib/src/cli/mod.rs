@@ -11,17 +11,18 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
 
+pub mod extract;
 pub mod fiberflat;
 pub mod inspect;
-pub mod extract;
 pub mod man;
-pub mod sky;
 pub mod redshift;
+pub mod sim;
+pub mod sky;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,6 +97,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
         crate::cli::extract::ExtractOpts::command().name("spx-extract"),
+        crate::cli::sim::SimOpts::command().name("spx-sim"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
