@@ -21,6 +21,7 @@ pub mod fiberflat;
 pub mod inspect;
 pub mod man;
 pub mod redshift;
+pub mod sim;
 pub mod sky;
 
 /// Options every binary accepts.
@@ -96,6 +97,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
         crate::cli::extract::ExtractOpts::command().name("spx-extract"),
+        crate::cli::sim::SimOpts::command().name("spx-sim"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
