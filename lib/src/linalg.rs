@@ -328,25 +328,16 @@ pub fn eigen_compose(w: &[f64], v: &[f64], f: EigenFn) -> Vec<f64> {
                 .collect()
         }
     };
-    // out = V S Vᵀ: out[i][j] = sum_k V[i][k] s_k V[j][k].
-    let mut vs = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            vs[i * n + k] = v[i * n + k] * scaled[k];
+    // out = (V S) Vᵀ as one matrix product (matrixmultiply through ndarray).
+    let vv = ndarray::ArrayView2::from_shape((n, n), v).expect("v is n x n");
+    let mut vs = vv.to_owned();
+    for mut row in vs.rows_mut() {
+        for (x, &s) in row.iter_mut().zip(&scaled) {
+            *x *= s;
         }
     }
-    let mut out = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let mut s = 0.0;
-            for k in 0..n {
-                s += vs[i * n + k] * v[j * n + k];
-            }
-            out[i * n + j] = s;
-            out[j * n + i] = s;
-        }
-    }
-    out
+    let out = vs.dot(&vv.t());
+    out.into_raw_vec_and_offset().0
 }
 
 #[cfg(test)]

@@ -82,7 +82,8 @@ impl PatchWorkspace {
 }
 
 /// The sparse projection matrix of a patch, stored by pixel (CSR): for pixel p of the box,
-/// `entries[start[p]..start[p+1]]` are (unknown j in specter order, value).
+/// `entries[start[p]..start[p+1]]` are (unknown in band order `iw·nspec + is`, value),
+/// in increasing specter order `is·nw + iw` (the order specter's sparse matrix has).
 struct Projection {
     start: Vec<usize>,
     entries: Vec<(u32, f64)>,
@@ -136,11 +137,12 @@ fn projection(psf: &GaussHermitePsf, spec: &PatchSpec, ws: &mut PatchWorkspace) 
     let mut entries = vec![(0u32, 0.0f64); start[npix]];
     let mut off = 0;
     for (j, &(x0, y0, snx, sny)) in stamps.iter().enumerate() {
+        let b = ((j % nw) * spec.nspec + j / nw) as u32;
         for r in 0..sny {
             let p0 = (y0 + r as i64 - spec.ylo) as usize * nx + (x0 - spec.xlo) as usize;
             for c in 0..snx {
                 let p = p0 + c;
-                entries[fill[p]] = (j as u32, vals[off + r * snx + c]);
+                entries[fill[p]] = (b, vals[off + r * snx + c]);
                 fill[p] += 1;
             }
         }
@@ -165,8 +167,6 @@ pub fn solve_patch(
     let nx = (spec.xhi - spec.xlo).max(0) as usize;
     let ny = (spec.yhi - spec.ylo).max(0) as usize;
     let proj = projection(psf, spec, ws);
-    // Band order: b = iw·nsp + is for specter index j = is·nw + iw.
-    let band = |j: usize| (j % nw) * nsp + j / nw;
 
     // Pixel values and weights of the box, f64 as specter uses them.
     let mut pix = vec![0.0; nx * ny];
@@ -186,10 +186,9 @@ pub fn solve_patch(
         let e = &proj.entries[proj.start[p]..proj.start[p + 1]];
         if e.len() > 1 {
             let (mut lo, mut hi) = (usize::MAX, 0);
-            for &(j, _) in e {
-                let b = band(j as usize);
-                lo = lo.min(b);
-                hi = hi.max(b);
+            for &(b, _) in e {
+                lo = lo.min(b as usize);
+                hi = hi.max(b as usize);
             }
             bw = bw.max(hi - lo);
         }
@@ -207,7 +206,7 @@ pub fn solve_patch(
             continue;
         }
         bidx.clear();
-        bidx.extend(e.iter().map(|&(j, v)| (band(j as usize), v)));
+        bidx.extend(e.iter().map(|&(b, v)| (b as usize, v)));
         let wp = w * pix[p];
         for (a, &(ba, va)) in bidx.iter().enumerate() {
             fluxweight[ba] += w * va;
@@ -257,7 +256,7 @@ pub fn solve_patch(
     };
 
     let solved = match opts.decorrelation {
-        Decorrelation::PerFiber => banded_per_fiber(&icov, &y, nsp, nw, keep),
+        Decorrelation::PerFiber => banded_per_fiber(icov.clone(), &y, nsp, nw, keep),
         Decorrelation::Full => Err(LinalgError::Lapack {
             routine: "none",
             info: 0,
@@ -292,8 +291,8 @@ pub fn solve_patch(
     let mut model = vec![0.0; npix];
     for (p, m) in model.iter_mut().enumerate() {
         let mut s = 0.0;
-        for &(j, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
-            s += v * xflux[band(j as usize)];
+        for &(b, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
+            s += v * xflux[b as usize];
         }
         *m = if s.is_finite() { s } else { 0.0 };
     }
@@ -311,8 +310,8 @@ pub fn solve_patch(
         };
         let chi = (pix[p] - model[p]) * tot.sqrt();
         let chi2p = chi * chi;
-        for &(j, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
-            let b = band(j as usize);
+        for &(b, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
+            let b = b as usize;
             chi2[b] += v * chi2p;
             if tot > 0.0 {
                 psfweight[b] += v;
@@ -345,13 +344,12 @@ type FiberBlocks = Vec<FiberBlock>;
 
 /// Banded path: Cholesky, flux, and per kept fiber the covariance block → Q = C_ss^(-1/2).
 fn banded_per_fiber(
-    icov: &BandMatrix,
+    mut l: BandMatrix,
     y: &[f64],
     nsp: usize,
     nw: usize,
     keep: &[usize],
 ) -> Result<(Vec<f64>, FiberBlocks), LinalgError> {
-    let mut l = icov.clone();
     l.cholesky()?;
     let mut x = y.to_vec();
     l.solve_in_place(&mut x);
