@@ -300,6 +300,7 @@ pub fn ex2d_comm(
         ndiag,
         decorrelation: p.decorrelation,
         want_model: p.want_model,
+        want_full_r: false,
     };
     // This rank's bundles (contiguous share of the bundle list).
     let nbundles = p.nspec.div_ceil(p.bundlesize);
@@ -472,6 +473,7 @@ fn decode_results(b: &[u8], want_model: bool) -> Vec<PatchResult> {
             chi2pix,
             pixmask_fraction: pmf,
             model: want_model.then_some(model),
+            r_full: None,
         });
     }
     out

@@ -55,6 +55,8 @@ pub struct PatchResult {
     pub pixmask_fraction: Vec<f64>,
     /// Model image `A f̂` of the pixel box `[ny][nx]`, if requested.
     pub model: Option<Vec<f64>>,
+    /// Full (untruncated) R block `[nw][nw]` of each kept fiber, if requested.
+    pub r_full: Option<Vec<Vec<f64>>>,
 }
 
 /// Options shared by all patches.
@@ -65,6 +67,8 @@ pub struct PatchOptions {
     pub ndiag: usize,
     pub decorrelation: Decorrelation,
     pub want_model: bool,
+    /// Keep each kept fiber's full R block (tests and diagnostics).
+    pub want_full_r: bool,
 }
 
 /// Per-thread scratch reused across patches.
@@ -152,10 +156,10 @@ fn projection(psf: &GaussHermitePsf, spec: &PatchSpec, ws: &mut PatchWorkspace) 
 }
 
 /// Solves one patch. `image` and `ivar` are full-CCD `[npix_y, npix_x]` views (ivar already
-/// zero where the mask excludes a pixel).
-pub fn solve_patch(
+/// zero where the mask excludes a pixel); the image may be f32 (preproc files) or f64.
+pub fn solve_patch<T: Copy + Into<f64>>(
     psf: &GaussHermitePsf,
-    image: ArrayView2<f32>,
+    image: ArrayView2<T>,
     ivar: ArrayView2<f32>,
     spec: &PatchSpec,
     opts: &PatchOptions,
@@ -175,7 +179,7 @@ pub fn solve_patch(
         let yy = (spec.ylo + r as i64) as usize;
         for c in 0..nx {
             let xx = (spec.xlo + c as i64) as usize;
-            pix[r * nx + c] = f64::from(image[[yy, xx]]);
+            pix[r * nx + c] = image[[yy, xx]].into();
             wpix[r * nx + c] = f64::from(ivar[[yy, xx]]);
         }
     }
@@ -253,6 +257,7 @@ pub fn solve_patch(
         chi2pix: vec![0.0; keep.len() * ncore],
         pixmask_fraction: vec![0.0; keep.len() * ncore],
         model: None,
+        r_full: None,
     };
 
     let solved = match opts.decorrelation {
@@ -334,6 +339,9 @@ pub fn solve_patch(
     }
     if opts.want_model {
         out.model = Some(model);
+    }
+    if opts.want_full_r {
+        out.r_full = Some(blocks.into_iter().map(|b| b.0).collect());
     }
     out
 }
