@@ -4,6 +4,7 @@
 //! are solved independently (in parallel) and stitched in a fixed order, so results do not
 //! depend on the thread count.
 
+pub mod boxcar;
 pub mod geometry;
 pub mod patch;
 
