@@ -75,84 +75,97 @@ pub struct PatchOptions {
 pub struct PatchWorkspace {
     ev: SpotEvaluator,
     spot: Vec<f64>,
+    /// Buffers of the projection matrix, reused across patches (they are the large ones).
+    stamps: Vec<(i64, i64, usize, usize)>,
+    vals: Vec<f64>,
+    fill: Vec<usize>,
+    proj: Projection,
 }
 
 impl PatchWorkspace {
     pub fn new(psf: &GaussHermitePsf) -> Self {
         let ev = psf.evaluator();
         let spot = vec![0.0; ev.max_len()];
-        PatchWorkspace { ev, spot }
+        PatchWorkspace {
+            ev,
+            spot,
+            stamps: Vec::new(),
+            vals: Vec::new(),
+            fill: Vec::new(),
+            proj: Projection::default(),
+        }
     }
 }
 
 /// The sparse projection matrix of a patch, stored by pixel (CSR): for pixel p of the box,
-/// `entries[start[p]..start[p+1]]` are (unknown in band order `iw·nspec + is`, value),
-/// in increasing specter order `is·nw + iw` (the order specter's sparse matrix has).
+/// `entries[start[p]..start[p+1]]` are (unknown in band order `iw·nspec + is`, value), in
+/// increasing band order (so the normal-matrix updates of a pixel stay in the lower band).
+#[derive(Default)]
 struct Projection {
     start: Vec<usize>,
     entries: Vec<(u32, f64)>,
 }
 
-fn projection(psf: &GaussHermitePsf, spec: &PatchSpec, ws: &mut PatchWorkspace) -> Projection {
-    let nw = spec.waves.len();
-    let n = spec.nspec * nw;
+fn projection(psf: &GaussHermitePsf, spec: &PatchSpec, ws: &mut PatchWorkspace) {
+    let nsp = spec.nspec;
     let nx = (spec.xhi - spec.xlo).max(0) as usize;
     let ny = (spec.yhi - spec.ylo).max(0) as usize;
     let npix = nx * ny;
-    let params = psf.spot_params(spec.speclo, spec.nspec, &spec.waves);
-    // First pass: clipped stamps of every unknown (kept in one flat buffer).
-    let ml = ws.ev.max_len();
-    let mut stamps: Vec<(i64, i64, usize, usize)> = Vec::with_capacity(n);
-    let mut vals: Vec<f64> = Vec::with_capacity(n * ml);
-    let mut counts = vec![0usize; npix + 1];
-    for is in 0..spec.nspec {
-        let fiber = spec.speclo + is;
-        let (wlo, whi) = psf.fiber_wrange(fiber);
-        for (iw, &w) in spec.waves.iter().enumerate() {
+    let params = psf.spot_params(spec.speclo, nsp, &spec.waves);
+    let wr: Vec<(f64, f64)> = (0..nsp)
+        .map(|is| psf.fiber_wrange(spec.speclo + is))
+        .collect();
+    // First pass, unknowns in band order: clipped stamps (one flat buffer) and pixel counts.
+    ws.stamps.clear();
+    ws.vals.clear();
+    let start = &mut ws.proj.start;
+    start.clear();
+    start.resize(npix + 1, 0);
+    for (iw, &w) in spec.waves.iter().enumerate() {
+        for (is, &(wlo, whi)) in wr.iter().enumerate() {
             // specter's xypix: no spot for wavelengths off the CCD for this fiber.
             if w < wlo || w > whi {
-                stamps.push((0, 0, 0, 0));
+                ws.stamps.push((0, 0, 0, 0));
                 continue;
             }
             let st = ws.ev.eval(&params.get(is, iw), &mut ws.spot);
             match st.clip(spec.xlo, spec.xhi, spec.ylo, spec.yhi) {
                 Some((c, dx, dy)) => {
-                    stamps.push((c.x0, c.y0, c.nx, c.ny));
+                    ws.stamps.push((c.x0, c.y0, c.nx, c.ny));
                     for r in 0..c.ny {
                         let src = &ws.spot[(r + dy) * st.nx + dx..(r + dy) * st.nx + dx + c.nx];
-                        vals.extend_from_slice(src);
+                        ws.vals.extend_from_slice(src);
                         let p0 =
                             (c.y0 + r as i64 - spec.ylo) as usize * nx + (c.x0 - spec.xlo) as usize;
-                        for c in counts[p0..p0 + src.len()].iter_mut() {
+                        for c in start[p0 + 1..p0 + 1 + src.len()].iter_mut() {
                             *c += 1;
                         }
                     }
                 }
-                None => stamps.push((0, 0, 0, 0)),
+                None => ws.stamps.push((0, 0, 0, 0)),
             }
         }
     }
-    // CSR by pixel; within a pixel, unknowns in increasing specter order.
-    let mut start = vec![0usize; npix + 1];
     for p in 0..npix {
-        start[p + 1] = start[p] + counts[p];
+        start[p + 1] += start[p];
     }
-    let mut fill = start.clone();
-    let mut entries = vec![(0u32, 0.0f64); start[npix]];
+    ws.fill.clear();
+    ws.fill.extend_from_slice(&start[..npix]);
+    let entries = &mut ws.proj.entries;
+    entries.clear();
+    entries.resize(start[npix], (0, 0.0));
     let mut off = 0;
-    for (j, &(x0, y0, snx, sny)) in stamps.iter().enumerate() {
-        let b = ((j % nw) * spec.nspec + j / nw) as u32;
+    for (b, &(x0, y0, snx, sny)) in ws.stamps.iter().enumerate() {
         for r in 0..sny {
             let p0 = (y0 + r as i64 - spec.ylo) as usize * nx + (x0 - spec.xlo) as usize;
             for c in 0..snx {
                 let p = p0 + c;
-                entries[fill[p]] = (b, vals[off + r * snx + c]);
-                fill[p] += 1;
+                entries[ws.fill[p]] = (b as u32, ws.vals[off + r * snx + c]);
+                ws.fill[p] += 1;
             }
         }
         off += snx * sny;
     }
-    Projection { start, entries }
 }
 
 /// Solves one patch. `image` and `ivar` are full-CCD `[npix_y, npix_x]` views (ivar already
@@ -170,7 +183,8 @@ pub fn solve_patch<T: Copy + Into<f64>>(
     let n = nsp * nw;
     let nx = (spec.xhi - spec.xlo).max(0) as usize;
     let ny = (spec.yhi - spec.ylo).max(0) as usize;
-    let proj = projection(psf, spec, ws);
+    projection(psf, spec, ws);
+    let proj = &ws.proj;
 
     // Pixel values and weights of the box, f64 as specter uses them.
     let mut pix = vec![0.0; nx * ny];
@@ -216,12 +230,9 @@ pub fn solve_patch<T: Copy + Into<f64>>(
             fluxweight[ba] += w * va;
             y[ba] += wp * va;
             let wva = w * va;
+            // Entries are in increasing band order, so (ba, bb) is in the lower band.
             for &(bb, vb) in &bidx[..=a] {
-                if bb <= ba {
-                    icov.add(ba, bb, wva * vb);
-                } else {
-                    icov.add(bb, ba, wva * vb);
-                }
+                icov.add(ba, bb, wva * vb);
             }
         }
     }
@@ -361,10 +372,13 @@ fn banded_per_fiber(
     l.cholesky()?;
     let mut x = y.to_vec();
     l.solve_in_place(&mut x);
+    let groups: Vec<Vec<usize>> = keep
+        .iter()
+        .map(|&is| (0..nw).map(|iw| iw * nsp + is).collect())
+        .collect();
+    let cblocks = l.inverse_blocks(&groups);
     let mut blocks = Vec::with_capacity(keep.len());
-    for &is in keep {
-        let cols: Vec<usize> = (0..nw).map(|iw| iw * nsp + is).collect();
-        let c = l.inverse_block(&cols);
+    for (c, cols) in cblocks.into_iter().zip(&groups) {
         let xs: Vec<f64> = cols.iter().map(|&b| x[b]).collect();
         blocks.push(decorrelate_block(c, nw, &xs)?);
     }
