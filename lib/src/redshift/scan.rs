@@ -1,0 +1,305 @@
+//! The χ²(z) kernel (reference/redshift.md §2.2, §2.4).
+//!
+//! For a block of `LANES` redshifts the template is rebinned once per camera into
+//! `[npix + 2·pad][nbasis][LANES]` (the lanes are the SIMD axis), and every target of the batch
+//! streams over it: per pixel `Tb = R·T` from the target's resolution rows, then
+//! `M += w Tb Tbᵀ`, `y += Tb w f`. Per lane the normal equations are solved by LU with partial
+//! pivoting (numpy `linalg.solve`; exactly singular → HUGE_CHI2) and
+//! χ² = fᵀWf − 2aᵀy + aᵀMa, which equals Σ w (f − Tb a)² without a second pass over pixels.
+//! All sums run in a fixed order, so results do not depend on threads.
+
+// Index loops mirror the formulas (and redrock's code) over several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
+use crate::io::templates::Template;
+
+use super::igm;
+use super::rebin::Cumulative;
+use super::target::{Grid, Target};
+
+/// A template with what the scan needs precomputed: its running integral and its [O II]
+/// penalty (GALAXY PCA only).
+pub struct Prepared {
+    pub t: Template,
+    pub cum: Cumulative,
+    pub oii: Option<OiiPenalty>,
+}
+
+impl Prepared {
+    pub fn new(t: Template) -> Self {
+        let cum = Cumulative::new(&t.wave, &t.flux, t.nbasis);
+        let oii = OiiPenalty::for_template(&t);
+        Prepared { t, cum, oii }
+    }
+}
+
+/// redrock's sentinel χ² for a failed solve or a target without data.
+pub const HUGE_CHI2: f64 = 9_999_999.0;
+/// Redshifts per block (SIMD lanes; 8 doubles = one AVX-512 register, two AVX2 registers).
+pub const LANES: usize = 8;
+/// Largest number of basis vectors with a specialised kernel.
+pub const MAX_NB: usize = 10;
+
+/// A template rebinned (and IGM-absorbed) at `LANES` redshifts on every camera grid.
+pub struct Block {
+    /// Per grid: `[npix + 2·pad][nbasis][LANES]`, pad = ndiag/2 rows of zeros each side.
+    pub cams: Vec<Vec<f64>>,
+    pub nb: usize,
+}
+
+/// Rebins `p` at redshifts `zs` (≤ LANES; unused lanes stay zero and fit as HUGE_CHI2) on
+/// all grids. Returns `None` if a redshift does not cover a grid.
+pub fn build_block(p: &Prepared, grids: &[Grid], zs: &[f64]) -> Option<Block> {
+    let t = &p.t;
+    let nb = t.nbasis;
+    let mut cams = Vec::with_capacity(grids.len());
+    let mut tmp = Vec::new();
+    for g in grids {
+        let npix = g.wave.len();
+        let pad = g.ndiag / 2;
+        let mut blk = vec![0.0; (npix + 2 * pad) * nb * LANES];
+        let st = p.cum.stride();
+        tmp.resize(npix * st, 0.0);
+        for (lane, &z) in zs.iter().enumerate().take(LANES) {
+            if !p.cum.rebin(z, &g.edges, &mut tmp) {
+                return None;
+            }
+            if let Some(tr) = igm::transmission(t.igm, z, &g.wave) {
+                for i in 0..npix {
+                    for k in 0..nb {
+                        tmp[i * st + k] *= tr[i];
+                    }
+                }
+            }
+            for i in 0..npix {
+                for k in 0..nb {
+                    blk[((i + pad) * nb + k) * LANES + lane] = tmp[i * st + k];
+                }
+            }
+        }
+        cams.push(blk);
+    }
+    Some(Block { cams, nb })
+}
+
+/// χ² and coefficients of one target at each lane of a block.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneFit {
+    pub chi2: [f64; LANES],
+    /// `coeff[lane][k]`, zero-padded beyond nbasis.
+    pub coeff: [[f64; MAX_NB]; LANES],
+}
+
+/// Accumulates M (upper triangle) and y for one target over a block.
+#[inline(always)]
+fn accumulate<const NB: usize>(
+    blk: &Block,
+    grids: &[Grid],
+    tg: &Target,
+    m: &mut [[[f64; LANES]; NB]; NB],
+    y: &mut [[f64; LANES]; NB],
+) {
+    for (c, g) in grids.iter().enumerate() {
+        let cam = &tg.cams[c];
+        let t = &blk.cams[c];
+        let nd = g.ndiag;
+        let npix = g.wave.len();
+        for i in 0..npix {
+            let w = cam.ivar[i];
+            if w == 0.0 {
+                continue;
+            }
+            let mut tb = [[0.0f64; LANES]; NB];
+            let rr = &cam.rrow[i * nd..(i + 1) * nd];
+            // Row i of R touches columns i+half-d, i.e. padded rows i+2·half-d.
+            let base = i + nd - 1;
+            for (d, &r) in rr.iter().enumerate() {
+                let row = &t[(base - d) * NB * LANES..(base - d + 1) * NB * LANES];
+                for k in 0..NB {
+                    for l in 0..LANES {
+                        tb[k][l] = r.mul_add(row[k * LANES + l], tb[k][l]);
+                    }
+                }
+            }
+            let wf = w * cam.flux[i];
+            for k in 0..NB {
+                let mut wtb = [0.0f64; LANES];
+                for l in 0..LANES {
+                    wtb[l] = w * tb[k][l];
+                    y[k][l] = tb[k][l].mul_add(wf, y[k][l]);
+                }
+                for kk in k..NB {
+                    for l in 0..LANES {
+                        m[k][kk][l] = wtb[l].mul_add(tb[kk][l], m[k][kk][l]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn fit_block_generic<const NB: usize>(blk: &Block, grids: &[Grid], tg: &Target) -> LaneFit {
+    let mut out = LaneFit {
+        chi2: [HUGE_CHI2; LANES],
+        coeff: [[0.0; MAX_NB]; LANES],
+    };
+    if tg.wsum == 0.0 {
+        return out;
+    }
+    let mut m = [[[0.0f64; LANES]; NB]; NB];
+    let mut y = [[0.0f64; LANES]; NB];
+    accumulate::<NB>(blk, grids, tg, &mut m, &mut y);
+    for l in 0..LANES {
+        let mut a = [[0.0f64; NB]; NB];
+        let mut b = [0.0f64; NB];
+        for k in 0..NB {
+            b[k] = y[k][l];
+            for kk in k..NB {
+                a[k][kk] = m[k][kk][l];
+                a[kk][k] = m[k][kk][l];
+            }
+        }
+        let Some(x) = lu_solve::<NB>(a, b) else {
+            continue;
+        };
+        // χ² = fWf − 2 aᵀy + aᵀ M a
+        let mut ay = 0.0;
+        let mut ama = 0.0;
+        for k in 0..NB {
+            ay += x[k] * y[k][l];
+            let mut s = m[k][k][l] * x[k];
+            for kk in k + 1..NB {
+                s += 2.0 * m[k][kk][l] * x[kk];
+            }
+            ama += x[k] * s;
+        }
+        out.chi2[l] = tg.fwf - 2.0 * ay + ama;
+        out.coeff[l][..NB].copy_from_slice(&x);
+    }
+    out
+}
+
+/// LU with partial pivoting (LAPACK dgesv's choice of pivots); `None` on an exactly zero pivot.
+fn lu_solve<const NB: usize>(mut a: [[f64; NB]; NB], mut b: [f64; NB]) -> Option<[f64; NB]> {
+    for c in 0..NB {
+        let mut p = c;
+        for r in c + 1..NB {
+            if a[r][c].abs() > a[p][c].abs() {
+                p = r;
+            }
+        }
+        if a[p][c] == 0.0 || !a[p][c].is_finite() {
+            return None;
+        }
+        a.swap(c, p);
+        b.swap(c, p);
+        for r in c + 1..NB {
+            let f = a[r][c] / a[c][c];
+            for cc in c..NB {
+                a[r][cc] -= f * a[c][cc];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut x = [0.0; NB];
+    for r in (0..NB).rev() {
+        let mut s = b[r];
+        for cc in r + 1..NB {
+            s -= a[r][cc] * x[cc];
+        }
+        x[r] = s / a[r][r];
+    }
+    if x.iter().all(|v| v.is_finite()) {
+        Some(x)
+    } else {
+        None
+    }
+}
+
+macro_rules! versions {
+    ($($nb:literal),*) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn fit_avx512(nb: usize, blk: &Block, grids: &[Grid], tg: &Target) -> LaneFit {
+            match nb { $($nb => fit_block_generic::<$nb>(blk, grids, tg),)* _ => unreachable!() }
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn fit_avx2(nb: usize, blk: &Block, grids: &[Grid], tg: &Target) -> LaneFit {
+            match nb { $($nb => fit_block_generic::<$nb>(blk, grids, tg),)* _ => unreachable!() }
+        }
+        fn fit_plain(nb: usize, blk: &Block, grids: &[Grid], tg: &Target) -> LaneFit {
+            match nb { $($nb => fit_block_generic::<$nb>(blk, grids, tg),)* _ => unreachable!() }
+        }
+    };
+}
+versions!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10);
+
+/// Fits one target against every lane of a block. The accumulations use fused multiply-adds
+/// (hardware FMA on the AVX-512 and AVX2+FMA paths; the plain fallback computes the same
+/// correctly rounded FMA in software, slowly), so every path gives identical bits.
+pub fn fit_block(blk: &Block, grids: &[Grid], tg: &Target) -> LaneFit {
+    let nb = blk.nb;
+    assert!(
+        (1..=MAX_NB).contains(&nb),
+        "nbasis checked at template load"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { fit_avx512(nb, blk, grids, tg) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            return unsafe { fit_avx2(nb, blk, grids, tg) };
+        }
+    }
+    fit_plain(nb, blk, grids, tg)
+}
+
+/// The ad-hoc [O II] penalty of GALAXY PCA templates (redrock `calc_negOII_penalty`):
+/// rest 3724–3733 Å model flux S = Σ_λ Σ_k a_k T_k(λ); penalty −S when S < 0.
+pub struct OiiPenalty {
+    /// `[nλ][nbasis]` template samples inside the [O II] window.
+    samples: Vec<f64>,
+    nb: usize,
+}
+
+impl OiiPenalty {
+    /// `Some` for GALAXY PCA templates, as redrock caches `OIItemplate`.
+    pub fn for_template(t: &Template) -> Option<Self> {
+        if t.spectype != "GALAXY" || t.method != "PCA" {
+            return None;
+        }
+        let mut samples = Vec::new();
+        for (j, &w) in t.wave.iter().enumerate() {
+            if (3724.0..=3733.0).contains(&w) {
+                samples.extend_from_slice(&t.flux[j * t.nbasis..(j + 1) * t.nbasis]);
+            }
+        }
+        Some(OiiPenalty {
+            samples,
+            nb: t.nbasis,
+        })
+    }
+
+    /// Penalty for coefficients `a` (≥ 0).
+    pub fn penalty(&self, a: &[f64]) -> f64 {
+        let mut s = 0.0;
+        for row in self.samples.chunks_exact(self.nb) {
+            let mut v = 0.0;
+            for k in 0..self.nb {
+                v += a[k] * row[k];
+            }
+            s += v;
+        }
+        if s < 0.0 {
+            -s
+        } else {
+            0.0
+        }
+    }
+}
