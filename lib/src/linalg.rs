@@ -140,27 +140,43 @@ impl BandMatrix {
     }
 
     /// The block `C[cols, cols]` of the inverse `C = M⁻¹` for increasing indices `cols`, after
-    /// [`BandMatrix::cholesky`]: with `Y = L⁻¹ E` (E = the unit columns `cols`),
-    /// `C[cols, cols] = Yᵀ Y`. Column r of Y is zero above row `cols[r]`, which the forward
-    /// substitution skips. Returns the `m × m` block row-major (m = cols.len()).
+    /// [`BandMatrix::cholesky`] (see [`BandMatrix::inverse_blocks`]).
     pub fn inverse_block(&self, cols: &[usize]) -> Vec<f64> {
-        let (n, m) = (self.n, cols.len());
-        debug_assert!(cols.windows(2).all(|w| w[0] < w[1]));
-        if m == 0 {
-            return Vec::new();
+        self.inverse_blocks(&[cols.to_vec()])
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Diagonal blocks `C[g, g]` of the inverse `C = M⁻¹` for several groups `g` of increasing,
+    /// disjoint indices, after [`BandMatrix::cholesky`]. With `Y = L⁻¹ E` (E = the unit
+    /// columns of all groups), `C[g, g] = Y_gᵀ Y_g`. Column r of Y is zero above row
+    /// `cols[r]`, so the forward substitution runs over the columns already "active"; with
+    /// the columns of all groups merged in increasing order those form a prefix, which keeps
+    /// the inner loops long and contiguous. Each block is returned `m × m` row-major.
+    pub fn inverse_blocks(&self, groups: &[Vec<usize>]) -> Vec<Vec<f64>> {
+        let n = self.n;
+        let mut cols: Vec<(usize, usize, usize)> = Vec::new(); // (index, group, position)
+        for (g, c) in groups.iter().enumerate() {
+            debug_assert!(c.windows(2).all(|w| w[0] < w[1]));
+            cols.extend(c.iter().enumerate().map(|(p, &i)| (i, g, p)));
         }
-        let j_first = cols[0];
-        // Y rows j_first..n, row-major with m columns; active(i) = #cols <= i.
+        cols.sort_unstable();
+        let m = cols.len();
+        if m == 0 {
+            return groups.iter().map(|_| Vec::new()).collect();
+        }
+        let j_first = cols[0].0;
         let rows = n - j_first;
-        let mut y = vec![0.0; rows * m];
+        // active[i] = number of merged columns with index <= row i.
         let mut active = vec![0usize; rows];
         let mut a = 0;
-        for i in j_first..n {
-            while a < m && cols[a] <= i {
+        for (i, act) in active.iter_mut().enumerate() {
+            while a < m && cols[a].0 <= i + j_first {
                 a += 1;
             }
-            active[i - j_first] = a;
+            *act = a;
         }
+        let mut y = vec![0.0; rows * m];
         for i in j_first..n {
             let (r, j0) = self.row(i);
             let ai = active[i - j_first];
@@ -177,37 +193,57 @@ impl BandMatrix {
                     *t -= l * v;
                 }
             }
-            // The unit entry of column r sits at row cols[r].
-            if let Ok(rc) = cols.binary_search(&i) {
-                yi[rc] += 1.0;
+            // The unit entry of merged column c sits at row cols[c].0.
+            if ai > 0 && cols[ai - 1].0 == i {
+                yi[ai - 1] += 1.0;
             }
             let d = r[r.len() - 1];
             for t in yi.iter_mut() {
                 *t /= d;
             }
         }
-        // C = Yᵀ Y, accumulated row by row over the active columns (fixed order).
-        let mut c = vec![0.0; m * m];
-        for i in 0..rows {
-            let ai = active[i];
-            let yi = &y[i * m..i * m + ai];
-            for p in 0..ai {
-                let v = yi[p];
-                if v == 0.0 {
-                    continue;
+        // Per group: gather its columns contiguously, then Gram over the active prefix.
+        let mut out = Vec::with_capacity(groups.len());
+        for (g, gc) in groups.iter().enumerate() {
+            let mg = gc.len();
+            let merged: Vec<usize> = (0..m).filter(|&c| cols[c].1 == g).collect();
+            let mut yg = vec![0.0; rows * mg];
+            let mut gact = vec![0usize; rows];
+            for i in 0..rows {
+                let ai = active[i];
+                let mut cnt = 0;
+                for (p, &c) in merged.iter().enumerate() {
+                    if c >= ai {
+                        break;
+                    }
+                    yg[i * mg + p] = y[i * m + c];
+                    cnt = p + 1;
                 }
-                let crow = &mut c[p * m..p * m + ai];
-                for (q, &w) in yi.iter().enumerate().take(p + 1) {
-                    crow[q] += v * w;
+                gact[i] = cnt;
+            }
+            let mut c = vec![0.0; mg * mg];
+            for i in 0..rows {
+                let ai = gact[i];
+                let yi = &yg[i * mg..i * mg + ai];
+                for p in 0..ai {
+                    let v = yi[p];
+                    if v == 0.0 {
+                        continue;
+                    }
+                    let crow = &mut c[p * mg..p * mg + p + 1];
+                    for (q, &w) in crow.iter_mut().zip(&yi[..=p]) {
+                        *q += v * w;
+                    }
                 }
             }
-        }
-        for p in 0..m {
-            for q in 0..p {
-                c[q * m + p] = c[p * m + q];
+            for p in 0..mg {
+                for q in 0..p {
+                    c[q * mg + p] = c[p * mg + q];
+                }
             }
+            out.push(c);
         }
-        c
+        out
     }
 }
 
@@ -328,25 +364,16 @@ pub fn eigen_compose(w: &[f64], v: &[f64], f: EigenFn) -> Vec<f64> {
                 .collect()
         }
     };
-    // out = V S Vᵀ: out[i][j] = sum_k V[i][k] s_k V[j][k].
-    let mut vs = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            vs[i * n + k] = v[i * n + k] * scaled[k];
+    // out = (V S) Vᵀ as one matrix product (matrixmultiply through ndarray).
+    let vv = ndarray::ArrayView2::from_shape((n, n), v).expect("v is n x n");
+    let mut vs = vv.to_owned();
+    for mut row in vs.rows_mut() {
+        for (x, &s) in row.iter_mut().zip(&scaled) {
+            *x *= s;
         }
     }
-    let mut out = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let mut s = 0.0;
-            for k in 0..n {
-                s += vs[i * n + k] * v[j * n + k];
-            }
-            out[i * n + j] = s;
-            out[j * n + i] = s;
-        }
-    }
-    out
+    let out = vs.dot(&vv.t());
+    out.into_raw_vec_and_offset().0
 }
 
 #[cfg(test)]
@@ -395,6 +422,15 @@ mod tests {
             for (q, &j) in cols.iter().enumerate() {
                 // Well-conditioned (diagonally dominant): agreement to ~1e-15 relative.
                 assert!((blk[p * cols.len() + q] - inv[i * n + j]).abs() < 1e-13);
+            }
+        }
+        // Several interleaved groups at once give each group's own block.
+        let groups = vec![vec![2usize, 9, 20], vec![5usize, 10, 36], vec![0usize, 1]];
+        for (g, b) in groups.iter().zip(l.inverse_blocks(&groups)) {
+            for (p, &i) in g.iter().enumerate() {
+                for (q, &j) in g.iter().enumerate() {
+                    assert!((b[p * g.len() + q] - inv[i * n + j]).abs() < 1e-13);
+                }
             }
         }
     }

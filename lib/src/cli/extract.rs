@@ -76,6 +76,10 @@ pub struct ExtractOpts {
     /// uncorrected grid is written (HELIOCOR keyword)
     #[arg(long, value_name = "F")]
     pub heliocor: Option<f64>,
+    /// Quick boxcar extraction (7 columns around the trace, desispec qproc style) instead of
+    /// spectro-perfectionism; Gaussian resolution from the PSF, no CHI2PIX
+    #[arg(long)]
+    pub boxcar: bool,
     #[command(flatten)]
     #[serde(default)]
     pub common: CommonOpts,
@@ -196,14 +200,40 @@ pub fn run(opts: &ExtractOpts, comm: &dyn Comm) -> anyhow::Result<()> {
         rayon::current_num_threads(),
         comm.size()
     );
-    let ex =
+    let ex = if opts.boxcar {
+        if !comm.is_root() {
+            return Ok(());
+        }
+        let ndiag = extract::resolution_ndiag(&psf, dw / h);
+        let (flux, fivar, resolution) = extract::boxcar::boxcar(
+            &psf,
+            img.image.view(),
+            ivar.view(),
+            opts.specmin,
+            nspec,
+            &p.wave,
+            ndiag,
+        );
+        let dim = flux.dim();
+        // No pixel-level fit: CHI2PIX 0; bins without information count as fully masked.
+        let pmf = fivar.mapv(|v: f64| if v > 0.0 { 0.0 } else { 1.0 });
+        Some(extract::Extraction {
+            flux,
+            ivar: fivar,
+            resolution,
+            chi2pix: ndarray::Array2::zeros(dim),
+            pixmask_fraction: pmf,
+            model: None,
+        })
+    } else {
         extract::ex2d_comm(&psf, img.image.view(), ivar.view(), &p, comm).with_context(|| {
             format!(
                 "extracting {} with {}",
                 opts.input.display(),
                 opts.psf.display()
             )
-        })?;
+        })?
+    };
     let Some(mut ex) = ex else { return Ok(()) };
     log::info!("extraction done in {:.1} s", t0.elapsed().as_secs_f64());
 

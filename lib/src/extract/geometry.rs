@@ -88,13 +88,20 @@ pub struct SpotBoxes<'a> {
     pub psf: &'a GaussHermitePsf,
     ev: SpotEvaluator,
     buf: Vec<f64>,
+    /// λ(y) at every CCD row per fiber, computed once (xyrange samples it for every patch).
+    rows: Vec<Option<Vec<f64>>>,
 }
 
 impl<'a> SpotBoxes<'a> {
     pub fn new(psf: &'a GaussHermitePsf) -> Self {
         let ev = psf.evaluator();
         let buf = vec![0.0; ev.max_len()];
-        SpotBoxes { psf, ev, buf }
+        SpotBoxes {
+            psf,
+            ev,
+            buf,
+            rows: vec![None; psf.nfiber()],
+        }
     }
 
     /// `psf.xypix(fiber, wave)` slices as specter returns them (start, stop for x and y):
@@ -204,11 +211,14 @@ impl<'a> SpotBoxes<'a> {
 
     /// specter's sample `w = psf.wavelength(fiber)` (every CCD row) trimmed to
     /// `[wavemin, wavemax]` as xyrange does, with wavemin and wavemax appended.
-    fn row_waves(&self, fiber: usize, wavemin: f64, wavemax: f64) -> Vec<f64> {
+    fn row_waves(&mut self, fiber: usize, wavemin: f64, wavemax: f64) -> Vec<f64> {
         let psf = self.psf;
-        let mut w: Vec<f64> = (0..psf.npix_y)
-            .map(|y| psf.wavelength(fiber, y as f64))
-            .collect();
+        let all = self.rows[fiber].get_or_insert_with(|| {
+            (0..psf.npix_y)
+                .map(|y| psf.wavelength(fiber, y as f64))
+                .collect()
+        });
+        let mut w = all.clone();
         if w.first().is_some_and(|&w0| w0 < wavemin) {
             w.retain(|&x| wavemin <= x);
         }

@@ -4,6 +4,7 @@
 //! are solved independently (in parallel) and stitched in a fixed order, so results do not
 //! depend on the thread count.
 
+pub mod boxcar;
 pub mod geometry;
 pub mod patch;
 
@@ -161,13 +162,36 @@ pub fn plan(
             "bundlesize, nsubbundles and nwavestep must be > 0".into(),
         ));
     }
+    let end = p.specmin + p.nspec;
+    let bundles: Vec<usize> = (p.specmin..end).step_by(p.bundlesize).collect();
+    // Bundles are planned in parallel (each with its own spot-box cache), kept in order.
+    let per_bundle: Vec<Result<Vec<PlannedPatch>, ExtractError>> = bundles
+        .par_iter()
+        .map(|&bundlelo| plan_bundle(psf, p, ndiag, bundlelo, (bundlelo + p.bundlesize).min(end)))
+        .collect();
+    let mut out = Vec::new();
+    for b in per_bundle {
+        out.extend(b?);
+    }
+    Ok(out)
+}
+
+/// One planned patch: its spec, the output fiber of each kept fiber, the first output bin.
+pub type PlannedPatch = (PatchSpec, Vec<usize>, usize);
+
+fn plan_bundle(
+    psf: &GaussHermitePsf,
+    p: &ExtractParams,
+    ndiag: usize,
+    bundlelo: usize,
+    bundlehi: usize,
+) -> Result<Vec<PlannedPatch>, ExtractError> {
+    let nwave = p.wave.len();
+    let dw = p.wave[1] - p.wave[0];
     let mut sb = SpotBoxes::new(psf);
     let npix_y = psf.npix_y as i64;
     let mut out = Vec::new();
-    let end = p.specmin + p.nspec;
-    let mut bundlelo = p.specmin;
-    while bundlelo < end {
-        let bundlehi = (bundlelo + p.bundlesize).min(end);
+    {
         for (core, ext) in split_bundle(bundlehi - bundlelo, p.nsubbundles) {
             if core.is_empty() {
                 continue;
@@ -227,7 +251,6 @@ pub fn plan(
                 iwave += p.nwavestep;
             }
         }
-        bundlelo += p.bundlesize;
     }
     Ok(out)
 }
@@ -278,6 +301,7 @@ pub fn ex2d_comm(
         ndiag,
         decorrelation: p.decorrelation,
         want_model: p.want_model,
+        want_full_r: false,
     };
     // This rank's bundles (contiguous share of the bundle list).
     let nbundles = p.nspec.div_ceil(p.bundlesize);
@@ -450,6 +474,7 @@ fn decode_results(b: &[u8], want_model: bool) -> Vec<PatchResult> {
             chi2pix,
             pixmask_fraction: pmf,
             model: want_model.then_some(model),
+            r_full: None,
         });
     }
     out

@@ -55,6 +55,8 @@ pub struct PatchResult {
     pub pixmask_fraction: Vec<f64>,
     /// Model image `A f̂` of the pixel box `[ny][nx]`, if requested.
     pub model: Option<Vec<f64>>,
+    /// Full (untruncated) R block `[nw][nw]` of each kept fiber, if requested.
+    pub r_full: Option<Vec<Vec<f64>>>,
 }
 
 /// Options shared by all patches.
@@ -65,95 +67,112 @@ pub struct PatchOptions {
     pub ndiag: usize,
     pub decorrelation: Decorrelation,
     pub want_model: bool,
+    /// Keep each kept fiber's full R block (tests and diagnostics).
+    pub want_full_r: bool,
 }
 
 /// Per-thread scratch reused across patches.
 pub struct PatchWorkspace {
     ev: SpotEvaluator,
     spot: Vec<f64>,
+    /// Buffers of the projection matrix, reused across patches (they are the large ones).
+    stamps: Vec<(i64, i64, usize, usize)>,
+    vals: Vec<f64>,
+    fill: Vec<usize>,
+    proj: Projection,
 }
 
 impl PatchWorkspace {
     pub fn new(psf: &GaussHermitePsf) -> Self {
         let ev = psf.evaluator();
         let spot = vec![0.0; ev.max_len()];
-        PatchWorkspace { ev, spot }
+        PatchWorkspace {
+            ev,
+            spot,
+            stamps: Vec::new(),
+            vals: Vec::new(),
+            fill: Vec::new(),
+            proj: Projection::default(),
+        }
     }
 }
 
 /// The sparse projection matrix of a patch, stored by pixel (CSR): for pixel p of the box,
-/// `entries[start[p]..start[p+1]]` are (unknown j in specter order, value).
+/// `entries[start[p]..start[p+1]]` are (unknown in band order `iw·nspec + is`, value), in
+/// increasing band order (so the normal-matrix updates of a pixel stay in the lower band).
+#[derive(Default)]
 struct Projection {
     start: Vec<usize>,
     entries: Vec<(u32, f64)>,
 }
 
-fn projection(psf: &GaussHermitePsf, spec: &PatchSpec, ws: &mut PatchWorkspace) -> Projection {
-    let nw = spec.waves.len();
-    let n = spec.nspec * nw;
+fn projection(psf: &GaussHermitePsf, spec: &PatchSpec, ws: &mut PatchWorkspace) {
+    let nsp = spec.nspec;
     let nx = (spec.xhi - spec.xlo).max(0) as usize;
     let ny = (spec.yhi - spec.ylo).max(0) as usize;
     let npix = nx * ny;
-    let params = psf.spot_params(spec.speclo, spec.nspec, &spec.waves);
-    // First pass: clipped stamps of every unknown (kept in one flat buffer).
-    let ml = ws.ev.max_len();
-    let mut stamps: Vec<(i64, i64, usize, usize)> = Vec::with_capacity(n);
-    let mut vals: Vec<f64> = Vec::with_capacity(n * ml);
-    let mut counts = vec![0usize; npix + 1];
-    for is in 0..spec.nspec {
-        let fiber = spec.speclo + is;
-        let (wlo, whi) = psf.fiber_wrange(fiber);
-        for (iw, &w) in spec.waves.iter().enumerate() {
+    let params = psf.spot_params(spec.speclo, nsp, &spec.waves);
+    let wr: Vec<(f64, f64)> = (0..nsp)
+        .map(|is| psf.fiber_wrange(spec.speclo + is))
+        .collect();
+    // First pass, unknowns in band order: clipped stamps (one flat buffer) and pixel counts.
+    ws.stamps.clear();
+    ws.vals.clear();
+    let start = &mut ws.proj.start;
+    start.clear();
+    start.resize(npix + 1, 0);
+    for (iw, &w) in spec.waves.iter().enumerate() {
+        for (is, &(wlo, whi)) in wr.iter().enumerate() {
             // specter's xypix: no spot for wavelengths off the CCD for this fiber.
             if w < wlo || w > whi {
-                stamps.push((0, 0, 0, 0));
+                ws.stamps.push((0, 0, 0, 0));
                 continue;
             }
             let st = ws.ev.eval(&params.get(is, iw), &mut ws.spot);
             match st.clip(spec.xlo, spec.xhi, spec.ylo, spec.yhi) {
                 Some((c, dx, dy)) => {
-                    stamps.push((c.x0, c.y0, c.nx, c.ny));
+                    ws.stamps.push((c.x0, c.y0, c.nx, c.ny));
                     for r in 0..c.ny {
                         let src = &ws.spot[(r + dy) * st.nx + dx..(r + dy) * st.nx + dx + c.nx];
-                        vals.extend_from_slice(src);
+                        ws.vals.extend_from_slice(src);
                         let p0 =
                             (c.y0 + r as i64 - spec.ylo) as usize * nx + (c.x0 - spec.xlo) as usize;
-                        for c in counts[p0..p0 + src.len()].iter_mut() {
+                        for c in start[p0 + 1..p0 + 1 + src.len()].iter_mut() {
                             *c += 1;
                         }
                     }
                 }
-                None => stamps.push((0, 0, 0, 0)),
+                None => ws.stamps.push((0, 0, 0, 0)),
             }
         }
     }
-    // CSR by pixel; within a pixel, unknowns in increasing specter order.
-    let mut start = vec![0usize; npix + 1];
     for p in 0..npix {
-        start[p + 1] = start[p] + counts[p];
+        start[p + 1] += start[p];
     }
-    let mut fill = start.clone();
-    let mut entries = vec![(0u32, 0.0f64); start[npix]];
+    ws.fill.clear();
+    ws.fill.extend_from_slice(&start[..npix]);
+    let entries = &mut ws.proj.entries;
+    entries.clear();
+    entries.resize(start[npix], (0, 0.0));
     let mut off = 0;
-    for (j, &(x0, y0, snx, sny)) in stamps.iter().enumerate() {
+    for (b, &(x0, y0, snx, sny)) in ws.stamps.iter().enumerate() {
         for r in 0..sny {
             let p0 = (y0 + r as i64 - spec.ylo) as usize * nx + (x0 - spec.xlo) as usize;
             for c in 0..snx {
                 let p = p0 + c;
-                entries[fill[p]] = (j as u32, vals[off + r * snx + c]);
-                fill[p] += 1;
+                entries[ws.fill[p]] = (b as u32, ws.vals[off + r * snx + c]);
+                ws.fill[p] += 1;
             }
         }
         off += snx * sny;
     }
-    Projection { start, entries }
 }
 
 /// Solves one patch. `image` and `ivar` are full-CCD `[npix_y, npix_x]` views (ivar already
-/// zero where the mask excludes a pixel).
-pub fn solve_patch(
+/// zero where the mask excludes a pixel); the image may be f32 (preproc files) or f64.
+pub fn solve_patch<T: Copy + Into<f64>>(
     psf: &GaussHermitePsf,
-    image: ArrayView2<f32>,
+    image: ArrayView2<T>,
     ivar: ArrayView2<f32>,
     spec: &PatchSpec,
     opts: &PatchOptions,
@@ -164,9 +183,8 @@ pub fn solve_patch(
     let n = nsp * nw;
     let nx = (spec.xhi - spec.xlo).max(0) as usize;
     let ny = (spec.yhi - spec.ylo).max(0) as usize;
-    let proj = projection(psf, spec, ws);
-    // Band order: b = iw·nsp + is for specter index j = is·nw + iw.
-    let band = |j: usize| (j % nw) * nsp + j / nw;
+    projection(psf, spec, ws);
+    let proj = &ws.proj;
 
     // Pixel values and weights of the box, f64 as specter uses them.
     let mut pix = vec![0.0; nx * ny];
@@ -175,7 +193,7 @@ pub fn solve_patch(
         let yy = (spec.ylo + r as i64) as usize;
         for c in 0..nx {
             let xx = (spec.xlo + c as i64) as usize;
-            pix[r * nx + c] = f64::from(image[[yy, xx]]);
+            pix[r * nx + c] = image[[yy, xx]].into();
             wpix[r * nx + c] = f64::from(ivar[[yy, xx]]);
         }
     }
@@ -186,10 +204,9 @@ pub fn solve_patch(
         let e = &proj.entries[proj.start[p]..proj.start[p + 1]];
         if e.len() > 1 {
             let (mut lo, mut hi) = (usize::MAX, 0);
-            for &(j, _) in e {
-                let b = band(j as usize);
-                lo = lo.min(b);
-                hi = hi.max(b);
+            for &(b, _) in e {
+                lo = lo.min(b as usize);
+                hi = hi.max(b as usize);
             }
             bw = bw.max(hi - lo);
         }
@@ -207,18 +224,15 @@ pub fn solve_patch(
             continue;
         }
         bidx.clear();
-        bidx.extend(e.iter().map(|&(j, v)| (band(j as usize), v)));
+        bidx.extend(e.iter().map(|&(b, v)| (b as usize, v)));
         let wp = w * pix[p];
         for (a, &(ba, va)) in bidx.iter().enumerate() {
             fluxweight[ba] += w * va;
             y[ba] += wp * va;
             let wva = w * va;
+            // Entries are in increasing band order, so (ba, bb) is in the lower band.
             for &(bb, vb) in &bidx[..=a] {
-                if bb <= ba {
-                    icov.add(ba, bb, wva * vb);
-                } else {
-                    icov.add(bb, ba, wva * vb);
-                }
+                icov.add(ba, bb, wva * vb);
             }
         }
     }
@@ -254,10 +268,11 @@ pub fn solve_patch(
         chi2pix: vec![0.0; keep.len() * ncore],
         pixmask_fraction: vec![0.0; keep.len() * ncore],
         model: None,
+        r_full: None,
     };
 
     let solved = match opts.decorrelation {
-        Decorrelation::PerFiber => banded_per_fiber(&icov, &y, nsp, nw, keep),
+        Decorrelation::PerFiber => banded_per_fiber(icov.clone(), &y, nsp, nw, keep),
         Decorrelation::Full => Err(LinalgError::Lapack {
             routine: "none",
             info: 0,
@@ -292,8 +307,8 @@ pub fn solve_patch(
     let mut model = vec![0.0; npix];
     for (p, m) in model.iter_mut().enumerate() {
         let mut s = 0.0;
-        for &(j, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
-            s += v * xflux[band(j as usize)];
+        for &(b, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
+            s += v * xflux[b as usize];
         }
         *m = if s.is_finite() { s } else { 0.0 };
     }
@@ -311,8 +326,8 @@ pub fn solve_patch(
         };
         let chi = (pix[p] - model[p]) * tot.sqrt();
         let chi2p = chi * chi;
-        for &(j, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
-            let b = band(j as usize);
+        for &(b, v) in &proj.entries[proj.start[p]..proj.start[p + 1]] {
+            let b = b as usize;
             chi2[b] += v * chi2p;
             if tot > 0.0 {
                 psfweight[b] += v;
@@ -336,6 +351,9 @@ pub fn solve_patch(
     if opts.want_model {
         out.model = Some(model);
     }
+    if opts.want_full_r {
+        out.r_full = Some(blocks.into_iter().map(|b| b.0).collect());
+    }
     out
 }
 
@@ -345,20 +363,22 @@ type FiberBlocks = Vec<FiberBlock>;
 
 /// Banded path: Cholesky, flux, and per kept fiber the covariance block → Q = C_ss^(-1/2).
 fn banded_per_fiber(
-    icov: &BandMatrix,
+    mut l: BandMatrix,
     y: &[f64],
     nsp: usize,
     nw: usize,
     keep: &[usize],
 ) -> Result<(Vec<f64>, FiberBlocks), LinalgError> {
-    let mut l = icov.clone();
     l.cholesky()?;
     let mut x = y.to_vec();
     l.solve_in_place(&mut x);
+    let groups: Vec<Vec<usize>> = keep
+        .iter()
+        .map(|&is| (0..nw).map(|iw| iw * nsp + is).collect())
+        .collect();
+    let cblocks = l.inverse_blocks(&groups);
     let mut blocks = Vec::with_capacity(keep.len());
-    for &is in keep {
-        let cols: Vec<usize> = (0..nw).map(|iw| iw * nsp + is).collect();
-        let c = l.inverse_block(&cols);
+    for (c, cols) in cblocks.into_iter().zip(&groups) {
         let xs: Vec<f64> = cols.iter().map(|&b| x[b]).collect();
         blocks.push(decorrelate_block(c, nw, &xs)?);
     }
