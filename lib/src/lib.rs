@@ -4,13 +4,28 @@
 //! around [`cli`]. Units: wavelengths in Angstrom (vacuum), extracted flux in
 //! electrons/Angstrom, pixel coordinates pixel-centred (reference/extraction.md §0).
 
+// Links OpenBLAS (ndarray-linalg → lax → openblas-src) even while no module calls LAPACK yet:
+// cli::init_threads calls openblas_set_num_threads, and binaries fail to link without it.
+extern crate ndarray_linalg as _;
+
+pub mod banded;
 pub mod cli;
 pub mod comm;
+pub mod fiberflat;
+pub mod inspect;
 pub mod io;
 pub mod logging;
+pub mod maskbits;
 pub mod progress;
+pub mod psf;
 pub mod redshift;
+pub mod resolution;
+pub mod sky;
+pub mod stats;
 #[doc(hidden)]
 pub mod testsupport;
 
 pub use comm::{Comm, SingleComm};
+pub mod instrument;
+pub mod sim;
+pub mod speclib;

@@ -1,4 +1,317 @@
-fn main() {
-    eprintln!("spx-pipeline: not built yet");
-    std::process::exit(1);
+//! spx-pipeline: runs a YAML dependency graph of spx stages locally, under MPI, as Slurm job
+//! arrays or as a Makefile (README "Running a night").
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use spx_pipeline::{
+    expand, local, makefile, slurm, status, task, ExpandOptions, PipelineSpec, Plan,
+};
+
+/// Runs a night (or a campaign) described by a pipeline YAML: plan it, run it here, under
+/// MPI, as Slurm job arrays or through make. A rerun redoes only what is missing.
+#[derive(Parser, Debug)]
+#[command(name = "spx-pipeline", version)]
+struct Cli {
+    /// More log output on stderr (-v: debug)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors on stderr
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct PlanArgs {
+    /// The pipeline YAML
+    yaml: PathBuf,
+    /// Set a variable (overrides the YAML's variables:), e.g. --var night=20201214
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List the tasks, their dependencies and which are done
+    Plan {
+        #[command(flatten)]
+        p: PlanArgs,
+        /// Also write the expanded plan as JSON to this file
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Run the plan on this machine (process pool), or on MPI ranks under mpirun with the
+    /// `mpi` feature
+    Run {
+        #[command(flatten)]
+        p: PlanArgs,
+        /// Cores to use (default: all)
+        #[arg(long, value_name = "N")]
+        cores: Option<usize>,
+    },
+    /// Run task IDX of STAGE of a frozen plan (what each Slurm array element runs)
+    Task {
+        /// The plan file written by `slurm` (or `plan --json`)
+        plan: PathBuf,
+        /// Stage name
+        stage: String,
+        /// Index of the task within its stage ($SLURM_ARRAY_TASK_ID)
+        index: usize,
+    },
+    /// Write a Makefile (one rule per task) for `make -jN`
+    Makefile {
+        #[command(flatten)]
+        p: PlanArgs,
+        /// Output file (default: stdout)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Freeze the plan and write one sbatch job array per stage (and submit.sh)
+    Slurm {
+        #[command(flatten)]
+        p: PlanArgs,
+        /// Folder for plan.json, the sbatch scripts and submit.sh
+        #[arg(short, long, value_name = "DIR", default_value = "slurm")]
+        output: PathBuf,
+        /// Extra #SBATCH option for every array, e.g. --sbatch=--partition=debug
+        #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+        sbatch: Vec<String>,
+        /// Submit the arrays now (runs submit.sh)
+        #[arg(long)]
+        submit: bool,
+    },
+    /// Done / failed / skipped / pending tasks per stage, with the logs of failures
+    Status {
+        /// The pipeline YAML, or a frozen plan (.json)
+        yaml: PathBuf,
+        /// Set a variable, e.g. --var night=20201214
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Benchmark: expand and schedule a synthetic campaign (no file checks)
+    #[command(hide = true)]
+    BenchExpand {
+        #[command(flatten)]
+        p: PlanArgs,
+        /// Number of synthetic science exposures
+        #[arg(long, default_value_t = 1000)]
+        exposures: usize,
+    },
+}
+
+fn load(p: &PlanArgs, skip_file_checks: bool) -> anyhow::Result<Plan> {
+    if p.yaml.extension().is_some_and(|e| e == "json") {
+        return Ok(Plan::load(&p.yaml)?);
+    }
+    let spec = PipelineSpec::read(&p.yaml)?;
+    let vars = p
+        .vars
+        .iter()
+        .map(|v| expand::parse_var(v))
+        .collect::<Result<_, _>>()?;
+    Ok(expand(
+        &spec,
+        &ExpandOptions {
+            vars,
+            skip_file_checks,
+            exposures: None,
+        },
+    )?)
+}
+
+fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match path {
+        Some(p) => spx::io::fits::write_text_atomic(p, text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Plan { p, json } => {
+            let plan = load(&p, false)?;
+            if let Some(j) = json {
+                plan.save(&j)?;
+            }
+            print!("{}", plan.describe(&plan.done()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { p, cores: c } => {
+            #[cfg(feature = "mpi")]
+            {
+                if let Some(code) = spx_pipeline::mpi_run::run_if_mpi(&|| load(&p, false))? {
+                    return Ok(code);
+                }
+            }
+            let plan = load(&p, false)?;
+            let sum = local::run(
+                &plan,
+                &local::LocalOptions {
+                    cores: c.unwrap_or_else(cores),
+                },
+            )?;
+            eprintln!(
+                "spx-pipeline: {} up to date, {} ran ok, {} failed, {} skipped (upstream failed); journal {}",
+                sum.up_to_date,
+                sum.ok,
+                sum.failed.len(),
+                sum.skipped,
+                plan.journal_path().display()
+            );
+            if sum.success() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("spx-pipeline: failed: {}", sum.failed.join(" "));
+                Ok(ExitCode::from(1))
+            }
+        }
+        Cmd::Task { plan, stage, index } => {
+            let plan = Plan::load(&plan)?;
+            let t = plan.task_of(&stage, index)?;
+            let c = std::env::var("SLURM_CPUS_PER_TASK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| plan.cores(t.stage));
+            Ok(match task::run_one(&plan, t.id, c)? {
+                task::Outcome::Ok | task::Outcome::UpToDate => ExitCode::SUCCESS,
+                task::Outcome::UpstreamFailed => {
+                    eprintln!("spx-pipeline: {}: skipped: upstream failed", t.name);
+                    ExitCode::from(task::EXIT_UPSTREAM_FAILED)
+                }
+                task::Outcome::Failed(code) => {
+                    eprintln!(
+                        "spx-pipeline: {}: failed (exit {code}), log {}",
+                        t.name, t.log
+                    );
+                    ExitCode::from(1)
+                }
+            })
+        }
+        Cmd::Makefile { p, output } => {
+            let plan = load(&p, false)?;
+            write_out(output.as_deref(), &makefile::generate(&plan)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Slurm {
+            p,
+            output,
+            sbatch,
+            submit,
+        } => {
+            let plan = load(&p, false)?;
+            let workdir = std::env::current_dir()?;
+            let exe = std::env::current_exe()?;
+            let dir = if output.is_absolute() {
+                output
+            } else {
+                workdir.join(output)
+            };
+            let script = slurm::generate(
+                &plan,
+                &slurm::SlurmOptions {
+                    dir,
+                    exe,
+                    workdir,
+                    sbatch_options: sbatch,
+                },
+            )?;
+            if submit {
+                let st = std::process::Command::new("bash").arg(&script).status()?;
+                if !st.success() {
+                    anyhow::bail!("{}: submission failed ({st})", script.display());
+                }
+            } else {
+                println!("{}", script.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { yaml, vars } => {
+            let plan = load(&PlanArgs { yaml, vars }, true)?;
+            print!("{}", status::report(&plan)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BenchExpand { p, exposures } => {
+            let spec = PipelineSpec::read(&p.yaml)?;
+            let vars = p
+                .vars
+                .iter()
+                .map(|v| expand::parse_var(v))
+                .collect::<Result<_, _>>()?;
+            let exps = (0..exposures)
+                .map(|i| {
+                    [
+                        ("night", "20250101".to_string()),
+                        ("expid", (1000 + i).to_string()),
+                        ("flavor", "science".to_string()),
+                        ("tile", (80000 + i / 4).to_string()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect()
+                })
+                .collect();
+            let t0 = Instant::now();
+            let plan = expand(
+                &spec,
+                &ExpandOptions {
+                    vars,
+                    skip_file_checks: true,
+                    exposures: Some(exps),
+                },
+            )?;
+            let t1 = Instant::now();
+            let jobs = slurm::arrays(&plan)?;
+            let waves = spx_pipeline::local::schedule_waves(&plan);
+            let t2 = Instant::now();
+            println!(
+                "{} exposures: {} tasks, {} dependencies, {} stages ({} arrays), {} waves; expand {:.3} s, schedule {:.3} s, total {:.3} s",
+                exposures,
+                plan.tasks.len(),
+                plan.tasks.iter().map(|t| t.deps.len()).sum::<usize>(),
+                plan.stages.len(),
+                jobs.len(),
+                waves,
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                (t2 - t0).as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    spx::logging::init("spx-pipeline", cli.verbose, cli.quiet);
+    match real_main(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("spx-pipeline: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

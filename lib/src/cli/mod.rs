@@ -11,13 +11,16 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
 
+pub mod fiberflat;
+pub mod inspect;
 pub mod man;
 pub mod redshift;
+pub mod sky;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,7 +68,13 @@ pub fn main<O: Parser>(
     common: impl Fn(&O) -> &CommonOpts,
     run: impl FnOnce(&O, &dyn Comm) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let opts = O::parse();
+    // Name the command after the binary, so --version and usage say `spx-x` whatever the
+    // options struct is called.
+    let matches = O::command().name(program.to_string()).get_matches();
+    let opts = match O::from_arg_matches(&matches) {
+        Ok(o) => o,
+        Err(e) => e.exit(),
+    };
     init(program, common(&opts));
     // The `mpi` feature replaces this with the MPI world communicator (comm.rs).
     let comm = SingleComm;
@@ -82,6 +91,9 @@ pub fn main<O: Parser>(
 pub fn commands() -> Vec<clap::Command> {
     vec![
         // Each stage adds `XOpts::command().name("spx-x")` here.
+        crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
+        crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
+        crate::cli::sky::SkyOpts::command().name("spx-sky"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]

@@ -319,8 +319,3 @@ fn apply_fibermap_zwarn(rows: &mut [RedshiftRow], fm: &Table) {
         }
     }
 }
-
-// `cli::init_threads` calls OpenBLAS; nothing in this stage uses LAPACK, so without this the
-// linker drops libopenblas (--as-needed) and the binary fails to link.
-#[link(name = "openblas")]
-extern "C" {}

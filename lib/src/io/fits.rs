@@ -316,7 +316,8 @@ pub enum ColumnData {
 }
 
 impl ColumnData {
-    fn nrows(&self) -> usize {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
         match self {
             ColumnData::F64(v) => v.len(),
             ColumnData::F32(v) => v.len(),
@@ -623,15 +624,15 @@ impl FitsWriter {
     /// Appends a binary table; all columns must have the same number of rows.
     pub fn table(&mut self, extname: &str, columns: &[Column]) -> Result<()> {
         let path = self.path.clone();
-        let nrows = columns.first().map(|c| c.data.nrows()).unwrap_or(0);
-        if let Some(c) = columns.iter().find(|c| c.data.nrows() != nrows) {
+        let nrows = columns.first().map(|c| c.data.len()).unwrap_or(0);
+        if let Some(c) = columns.iter().find(|c| c.data.len() != nrows) {
             return Err(FitsError::hdu(
                 &path,
                 extname,
                 format!(
                     "column {} has {} rows, expected {nrows}",
                     c.name,
-                    c.data.nrows()
+                    c.data.len()
                 ),
             ));
         }

@@ -4,9 +4,20 @@
 //! provenance keywords).
 
 pub mod error;
+pub mod fiberflat;
+pub mod fibermap;
+pub mod findfile;
 pub mod fits;
+pub mod frame;
+pub mod header;
+pub mod preproc;
+pub mod psf;
+pub mod raw;
 pub mod redrock;
+pub mod simtruth;
+pub mod sky;
 pub mod spectra;
+pub mod table;
 pub mod templates;
 
 pub use error::{FitsError, Result};

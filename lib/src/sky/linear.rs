@@ -1,0 +1,366 @@
+//! The core linear solve of the sky model (desispec `compute_sky_linear`,
+//! reference/calibration.md §3.2): one deconvolved sky `s[nwave]` shared by the sky fibers,
+//! `model_f = R_f s`, weighted least squares with iterative outlier rejection.
+//!
+//! Only the default configuration of desispec 0.70 is implemented (no sector offsets, no sky
+//! gradient PCA, no TPCORR model), with its exact normal equations and rejection order so that
+//! the solution agrees to rounding.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::banded::{BandCholesky, SymBand};
+use crate::resolution::Resolution;
+use crate::stats::{argmax, median};
+
+/// Result of [`compute_sky_linear`].
+#[derive(Debug, Clone)]
+pub struct LinearFit {
+    /// Deconvolved sky `[nwave]`, flat-fielded electrons/Angstrom; 0 where unconstrained.
+    pub deconvolved: Vec<f64>,
+    /// Whether the deconvolved sky at each wavelength was constrained (diag(A) > 0).
+    pub good: Vec<bool>,
+    /// Entries of the parameter covariance A⁻¹ within A's band (zero on unconstrained
+    /// wavelengths, as numpy's `pinv` gives).
+    pub covariance: SymBand,
+    /// Inverse variance of the sky fibers after rejection `[nsky, nwave]`.
+    pub ivar: Array2<f64>,
+    /// Total number of rejected pixels.
+    pub nrej: usize,
+    /// Indices (into the sky-fiber list) of whole fibers rejected for an excess median residual.
+    pub bad_fibers: Vec<usize>,
+    /// Number of iterations run.
+    pub iterations: usize,
+}
+
+/// Options of the linear solve (desispec defaults in [`Default`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LinearOptions {
+    /// Pixels with χ² > nsig² are rejected.
+    pub nsig_clipping: f64,
+    /// At least this many iterations.
+    pub min_iterations: usize,
+    /// At most this many iterations.
+    pub max_iterations: usize,
+}
+
+impl Default for LinearOptions {
+    fn default() -> Self {
+        LinearOptions {
+            nsig_clipping: 4.0,
+            min_iterations: 5,
+            max_iterations: 100,
+        }
+    }
+}
+
+/// Resolution matrices re-laid out per column for the normal equations:
+/// `cols[j * nd + k] = R[j + k - h, j]` (zero where the row falls outside the matrix).
+pub(crate) struct ColumnBands {
+    pub nwave: usize,
+    pub ndiag: usize,
+    pub cols: Vec<f64>,
+}
+
+impl ColumnBands {
+    pub fn new(r: &Resolution) -> Self {
+        let (nd, n) = (r.ndiag(), r.nwave());
+        let h = nd / 2;
+        let band = r.band();
+        let mut cols = vec![0.0; n * nd];
+        for j in 0..n {
+            for k in 0..nd {
+                let i = j + k;
+                if i >= h && i - h < n {
+                    cols[j * nd + k] = band[[k, j]];
+                }
+            }
+        }
+        ColumnBands {
+            nwave: n,
+            ndiag: nd,
+            cols,
+        }
+    }
+}
+
+/// The normal equations `A = Σ_f R_fᵀ W_f R_f`, `B = Σ_f R_fᵀ W_f y_f` with per-fiber weights
+/// `w[f]` and data `y[f]` `[nfiber, nwave]`. Each column of A is summed over fibers in a fixed
+/// order, so the result does not depend on the thread count.
+pub(crate) fn normal_equations(
+    bands: &[ColumnBands],
+    w: ArrayView2<f64>,
+    y: ArrayView2<f64>,
+) -> (SymBand, Vec<f64>) {
+    let n = bands.first().map(|b| b.nwave).unwrap_or(0);
+    let nd = bands.first().map(|b| b.ndiag).unwrap_or(1);
+    let h = nd / 2;
+    let p = 2 * h;
+    // weighted columns: wr[f][j*nd+k] = w_f[i] R_f[i, j] with i = j + k - h
+    let wr: Vec<Vec<f64>> = bands
+        .par_iter()
+        .enumerate()
+        .map(|(f, b)| {
+            let wf = w.row(f);
+            let mut out = vec![0.0; n * nd];
+            for j in 0..n {
+                for k in 0..nd {
+                    let c = b.cols[j * nd + k];
+                    if c != 0.0 {
+                        out[j * nd + k] = wf[j + k - h] * c;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let cols: Vec<(Vec<f64>, f64)> = (0..n)
+        .into_par_iter()
+        .map(|j| {
+            let mut col = vec![0.0; p + 1];
+            let mut bj = 0.0;
+            for (f, b) in bands.iter().enumerate() {
+                let wrj = &wr[f][j * nd..(j + 1) * nd];
+                // A[j+d, j] = Σ_k wr[j][k] R[i, j+d], row i = j + k - h = (j+d) + (k-d) - h
+                for (d, a) in col.iter_mut().enumerate() {
+                    if j + d >= n || d > 2 * h {
+                        break;
+                    }
+                    let other = &b.cols[(j + d) * nd..(j + d + 1) * nd];
+                    let mut s = 0.0;
+                    for k in d..nd {
+                        s += wrj[k] * other[k - d];
+                    }
+                    *a += s;
+                }
+                let yf = y.row(f);
+                let mut s = 0.0;
+                for (k, &v) in wrj.iter().enumerate() {
+                    if v != 0.0 {
+                        s += v * yf[j + k - h];
+                    }
+                }
+                bj += s;
+            }
+            (col, bj)
+        })
+        .collect();
+    let mut b = Vec::with_capacity(n);
+    let mut acols = Vec::with_capacity(n);
+    for (c, bj) in cols {
+        acols.push(c);
+        b.push(bj);
+    }
+    (SymBand::from_columns(n, p, acols), b)
+}
+
+/// Solves `A x = B` on the constrained wavelengths (diag(A) > 0; the others get 0), by
+/// Cholesky, with desispec's least-squares fallback. Returns the solution, the constrained
+/// mask and the factor of the regularised matrix (when Cholesky succeeded).
+pub(crate) fn solve_constrained(
+    a: &SymBand,
+    b: &[f64],
+) -> (Vec<f64>, Vec<bool>, Option<BandCholesky>) {
+    let good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
+    // An unconstrained column has an all-zero row and column (A_jj = Σ w R² = 0 forces every
+    // w R_ij = 0), so putting 1 on its diagonal decouples it exactly: x_j = 0.
+    let mut areg = a.clone();
+    let mut breg = b.to_vec();
+    for (j, &g) in good.iter().enumerate() {
+        if !g {
+            areg.set(j, j, 1.0);
+            breg[j] = 0.0;
+        }
+    }
+    match areg.cholesky() {
+        Ok(c) => {
+            let mut x = c.solve(&breg);
+            for (j, &g) in good.iter().enumerate() {
+                if !g {
+                    x[j] = 0.0;
+                }
+            }
+            (x, good, Some(c))
+        }
+        Err(e) => {
+            log::info!("{e}; falling back to least squares");
+            (dense_lstsq(a, b, &good), good, None)
+        }
+    }
+}
+
+/// Minimum-norm least squares on the constrained block (numpy `lstsq` fallback of desispec).
+fn dense_lstsq(a: &SymBand, b: &[f64], good: &[bool]) -> Vec<f64> {
+    use ndarray_linalg::LeastSquaresSvd;
+    let idx: Vec<usize> = (0..a.n()).filter(|&j| good[j]).collect();
+    let m = idx.len();
+    let sub = Array2::from_shape_fn((m, m), |(r, c)| a.get(idx[r], idx[c]));
+    let rhs = ndarray::Array1::from_iter(idx.iter().map(|&j| b[j]));
+    let mut x = vec![0.0; a.n()];
+    if let Ok(sol) = sub.least_squares(&rhs) {
+        for (r, &j) in idx.iter().enumerate() {
+            x[j] = sol.solution[r];
+        }
+    }
+    x
+}
+
+/// Band of the pseudo-inverse of A (desispec: `cholesky_invert(A)`, else `pinv(A)`): the
+/// inverse of the constrained block, zero on unconstrained wavelengths.
+pub(crate) fn covariance_band(a: &SymBand) -> SymBand {
+    let good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
+    let mut areg = a.clone();
+    for (j, &g) in good.iter().enumerate() {
+        if !g {
+            areg.set(j, j, 1.0);
+        }
+    }
+    let mut z = match areg.cholesky() {
+        Ok(c) => c.selected_inverse(),
+        Err(e) => {
+            log::warn!("{e}; computing the covariance by eigen-decomposition");
+            dense_pinv_band(a)
+        }
+    };
+    for (j, &g) in good.iter().enumerate() {
+        if !g {
+            z.set(j, j, 0.0);
+        }
+    }
+    z
+}
+
+fn dense_pinv_band(a: &SymBand) -> SymBand {
+    use ndarray_linalg::{Eigh, UPLO};
+    let (n, p) = (a.n(), a.p());
+    let mut z = SymBand::zeros(n, p);
+    let Ok((vals, vecs)) = a.to_dense().eigh(UPLO::Lower) else {
+        return z;
+    };
+    let vmax = vals.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let cut = vmax * n as f64 * f64::EPSILON;
+    for j in 0..n {
+        for i in j..(j + p + 1).min(n) {
+            let mut s = 0.0;
+            for (k, &l) in vals.iter().enumerate() {
+                if l.abs() > cut {
+                    s += vecs[[i, k]] * vecs[[j, k]] / l;
+                }
+            }
+            z.set(i, j, s);
+        }
+    }
+    z
+}
+
+/// desispec `compute_sky_linear` without offsets, gradients or TPCORR.
+///
+/// `flux`, `ivar`: the sky fibers `[nsky, nwave]` (ivar already zeroed on masked pixels and bad
+/// fibers); `res`: their resolution matrices. Iteration 0 rejects only the worst fiber per
+/// wavelength with χ² > nsig², later iterations every such pixel; whole fibers whose median
+/// residual exceeds 7 × 1.48 × median |median residual| are dropped (at least 3 fibers needed).
+pub fn compute_sky_linear(
+    flux: ArrayView2<f64>,
+    ivar: ArrayView2<f64>,
+    res: &[Resolution],
+    opts: &LinearOptions,
+) -> LinearFit {
+    let (nfib, nwave) = flux.dim();
+    let bands: Vec<ColumnBands> = res.iter().map(ColumnBands::new).collect();
+    let mut current_ivar = ivar.to_owned();
+    let nsig2 = opts.nsig_clipping * opts.nsig_clipping;
+    let mut nout_tot = 0;
+    let mut bad_fibers = Vec::new();
+    let mut last_a = SymBand::zeros(nwave, 0);
+    let mut param = vec![0.0; nwave];
+    let mut good = vec![false; nwave];
+    let mut iterations = 0;
+    for iteration in 0..opts.max_iterations.max(1) {
+        iterations = iteration + 1;
+        let (a, b) = normal_equations(&bands, current_ivar.view(), flux);
+        let (x, g, _) = solve_constrained(&a, &b);
+        param = x;
+        good = g;
+        last_a = a;
+
+        // χ² and median residual per fiber, with the ivar of this solve
+        let rows: Vec<(Vec<f64>, f64)> = (0..nfib)
+            .into_par_iter()
+            .map(|f| {
+                let model = res[f].apply(&param).unwrap_or_else(|_| vec![0.0; nwave]);
+                let (fl, iv) = (flux.row(f), current_ivar.row(f));
+                let mut chi2 = vec![0.0; nwave];
+                let mut resid = Vec::new();
+                for i in 0..nwave {
+                    let r = fl[i] - model[i];
+                    chi2[i] = iv[i] * r * r;
+                    if iv[i] > 0.0 {
+                        resid.push(r);
+                    }
+                }
+                let med = if resid.is_empty() { 0.0 } else { median(resid) };
+                (chi2, med)
+            })
+            .collect();
+        let medflux: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        let chi2 = Array2::from_shape_fn((nfib, nwave), |(f, i)| rows[f].0[i]);
+
+        // whole fibers with an excess median residual
+        let nonzero: Vec<f64> = medflux
+            .iter()
+            .filter(|&&m| m != 0.0)
+            .map(|m| m.abs())
+            .collect();
+        if nonzero.len() > 2 {
+            let rms = 1.48 * median(nonzero);
+            for (f, &m) in medflux.iter().enumerate() {
+                if m.abs() > 7.0 * rms {
+                    log::warn!("discarding sky fiber {f} with median residual {m:.2} > 7*{rms:.2}");
+                    current_ivar.row_mut(f).fill(0.0);
+                    bad_fibers.push(f);
+                }
+            }
+        }
+
+        let mut nout_iter = 0;
+        if iteration < 1 {
+            // only the worst fiber per wavelength
+            for (i, col) in chi2.axis_iter(Axis(1)).enumerate() {
+                if col.iter().any(|&c| c > nsig2) {
+                    let c: Vec<f64> = col.to_vec();
+                    if let Some(worst) = argmax(&c) {
+                        current_ivar[[worst, i]] = 0.0;
+                        nout_iter += 1;
+                    }
+                }
+            }
+        } else {
+            for (iv, &c) in current_ivar.iter_mut().zip(chi2.iter()) {
+                if c > nsig2 {
+                    *iv = 0.0;
+                    nout_iter += 1;
+                }
+            }
+        }
+        nout_tot += nout_iter;
+        let sum_chi2: f64 = chi2.iter().sum();
+        let ndf = chi2.iter().filter(|&&c| c > 0.0).count() as i64 - nwave as i64;
+        log::debug!(
+            "iter {iteration}: chi2={sum_chi2:.1} ndf={ndf} chi2pdf={:.3} nout={nout_iter}",
+            if ndf > 0 { sum_chi2 / ndf as f64 } else { 0.0 }
+        );
+        if nout_iter == 0 && iteration + 1 >= opts.min_iterations {
+            break;
+        }
+    }
+    let covariance = covariance_band(&last_a);
+    LinearFit {
+        deconvolved: param,
+        good,
+        covariance,
+        ivar: current_ivar,
+        nrej: nout_tot,
+        bad_fibers,
+        iterations,
+    }
+}

@@ -1,0 +1,1 @@
+//! `run` under MPI (feature `mpi`).
