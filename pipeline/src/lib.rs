@@ -14,6 +14,7 @@ pub mod makefile;
 #[cfg(feature = "mpi")]
 pub mod mpi_run;
 pub mod plan;
+pub mod registry;
 pub mod schema;
 pub mod shell;
 pub mod slurm;

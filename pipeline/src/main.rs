@@ -92,6 +92,15 @@ enum Cmd {
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
     },
+    /// Run a built-in stage (builtin:NAME in a pipeline YAML)
+    #[command(hide = true)]
+    Builtin {
+        /// Built-in stage name
+        name: String,
+        /// Its arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmark: expand and schedule a synthetic campaign (no file checks)
     #[command(hide = true)]
     BenchExpand {
@@ -244,6 +253,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", status::report(&plan)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Builtin { name, args } => {
+            let program = format!("builtin:{name}");
+            let f = spx_pipeline::registry::in_process(&program)
+                .ok_or_else(|| anyhow::anyhow!("no built-in stage {name:?}"))?;
+            let mut argv = vec![program];
+            argv.extend(args);
+            f(&argv, &spx::SingleComm)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::BenchExpand { p, exposures } => {
             let spec = PipelineSpec::read(&p.yaml)?;
             let vars = p
@@ -264,6 +282,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect()
                 })
                 .collect();
+            let cpu0 = cpu_seconds();
             let t0 = Instant::now();
             let plan = expand(
                 &spec,
@@ -277,8 +296,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let jobs = slurm::arrays(&plan)?;
             let waves = spx_pipeline::local::schedule_waves(&plan);
             let t2 = Instant::now();
+            let cpu = cpu_seconds() - cpu0;
             println!(
-                "{} exposures: {} tasks, {} dependencies, {} stages ({} arrays), {} waves; expand {:.3} s, schedule {:.3} s, total {:.3} s",
+                "{} exposures: {} tasks, {} dependencies, {} stages ({} arrays), {} waves; expand {:.3} s, schedule {:.3} s, total {:.3} s wall, {cpu:.3} s CPU",
                 exposures,
                 plan.tasks.len(),
                 plan.tasks.iter().map(|t| t.deps.len()).sum::<usize>(),
@@ -292,6 +312,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// User + system CPU time of this process, seconds (wall time on a shared machine measures
+/// the other users too).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a plain struct for this process.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn main() -> ExitCode {

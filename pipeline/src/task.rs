@@ -66,8 +66,9 @@ pub fn spawn(plan: &Plan, id: usize, cores: usize, attempt: u32) -> Result<Runni
     let f2 = f
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
-    let child = Command::new(&t.argv[0])
-        .args(&t.argv[1..])
+    let argv = crate::registry::process_argv(&t.argv);
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
         .env("SPX_THREADS", cores.to_string())
         // Parallelism comes from rayon/MPI; OpenBLAS's own threads would oversubscribe.
         .env("OPENBLAS_NUM_THREADS", "1")

@@ -18,9 +18,10 @@ use crate::comm::{Comm, SingleComm};
 
 pub mod fiberflat;
 pub mod inspect;
+pub mod extract;
 pub mod man;
-pub mod redshift;
 pub mod sky;
+pub mod redshift;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -94,6 +95,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
         crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
+        crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
