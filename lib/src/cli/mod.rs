@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::comm::{Comm, SingleComm};
 
+pub mod extract;
 pub mod fiberflat;
 pub mod inspect;
-pub mod extract;
 pub mod man;
-pub mod sky;
 pub mod redshift;
+pub mod sky;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
