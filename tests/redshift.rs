@@ -355,3 +355,53 @@ fn rrdesi_runs_on_spx_written_spectra() {
         assert!((m.z - r.z).abs() <= 1e-9 * (1.0 + r.z), "{} {}", m.z, r.z);
     }
 }
+
+/// A coadd file (desispec `coadd` + `write_spectra`, with EXP_FIBERMAP) is fitted like the
+/// spectra file, and its FIBERMAP/EXP_FIBERMAP pass through.
+#[test]
+fn coadd_input_passes_fibermaps_through() {
+    let Some(s) = shared() else { return };
+    let Some(py) = spx::testsupport::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let coadd = dir.path().join("coadd.fits");
+    let script = format!(
+        "from desispec.io import read_spectra, write_spectra\n\
+         from desispec.coaddition import coadd\n\
+         s=read_spectra('{a}'); coadd(s); write_spectra('{b}', s)\n",
+        a = s.spectra.display(),
+        b = coadd.display()
+    );
+    let o = std::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("rr.fits");
+    let det = dir.path().join("d.fits");
+    let s2 = Shared {
+        spectra: coadd.clone(),
+        redrock: s.redrock.clone(),
+        zscan: s.zscan.clone(),
+        templates: s.templates.clone(),
+    };
+    run(&s2, &out, &det, Some("39627000000000013"), 2);
+    let mine = RedshiftCatalog::read_redshifts(&out).unwrap();
+    let theirs = RedshiftCatalog::read_redshifts(&s.redrock).unwrap();
+    let r = theirs
+        .iter()
+        .find(|r| r.targetid == mine[0].targetid)
+        .unwrap();
+    // a one-exposure coadd is the same data up to float32 rounding of flux/ivar
+    assert_eq!(mine[0].spectype, r.spectype);
+    assert!((mine[0].z - r.z).abs() <= 0.01 * r.zerr);
+    let mut a = FitsReader::open(&out).unwrap();
+    let mut c = FitsReader::open(&coadd).unwrap();
+    assert_eq!(
+        a.column_names("FIBERMAP").unwrap(),
+        c.column_names("FIBERMAP").unwrap()
+    );
+    assert_eq!(a.nrows("EXP_FIBERMAP").unwrap(), 1);
+}

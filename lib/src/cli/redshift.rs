@@ -19,11 +19,9 @@ use crate::redshift::{self, target, zwarn, FitOptions};
 #[command(
     name = "spx-redshift",
     version,
-    about = "Fit redshifts of DESI spectra with redrock templates (redrock 0.21 algorithm)",
-    long_about = "Fit redshifts of the targets of a DESI spectra or coadd file with redrock's \
-algorithm: χ²(z) scan of every template on its redshift grid, refinement of up to 3 minima, \
-ranking across templates (ZWARN, DELTACHI2). Output: a redrock-format catalog (REDSHIFTS, \
-FIBERMAP, EXP_FIBERMAP, TSNR2). Wavelengths in Angstrom; flux in the input's units."
+    about = "Fit redshifts of DESI spectra with redrock templates (redrock 0.21 algorithm); \
+writes a redrock catalog (REDSHIFTS, FIBERMAP, EXP_FIBERMAP, TSNR2). Wavelengths in Angstrom.",
+    long_about = None
 )]
 pub struct RedshiftOpts {
     /// Input spectra or coadd file (desispec format)
@@ -319,8 +317,3 @@ fn apply_fibermap_zwarn(rows: &mut [RedshiftRow], fm: &Table) {
         }
     }
 }
-
-// `cli::init_threads` calls OpenBLAS; nothing in this stage uses LAPACK, so without this the
-// linker drops libopenblas (--as-needed) and the binary fails to link.
-#[link(name = "openblas")]
-extern "C" {}
