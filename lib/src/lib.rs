@@ -8,6 +8,8 @@ pub mod cli;
 pub mod comm;
 pub mod io;
 pub mod logging;
+#[cfg(feature = "mpi")]
+pub mod mpi_comm;
 pub mod progress;
 #[doc(hidden)]
 pub mod testsupport;
