@@ -7,35 +7,45 @@ use clap::{Parser, Subcommand};
 
 /// The YAML schema, in `--help` and the man page (README "Running a night" has the same).
 pub const SCHEMA: &str = "\
-PIPELINE YAML
-  variables:  {name: value}      usable as {name} in every template; --var name=value
-                                 overrides (a --var value is literal). A value that needs a
-                                 task's variables, e.g. frame: \"{outdir}/{file:frame}\",
-                                 is inlined where it is used.
-  exposures:  raw: DIR | table: FILE.csv|.yaml | list: [{NIGHT, EXPID, FLAVOR, TILEID}, ...]
-              raw scans DIR/*/desi-*.fits[.fz] and reads NIGHT, EXPID, FLAVOR (or OBSTYPE),
-              EXPTIME, TILEID from the headers.
-  logdir:     folder of task logs and journal.jsonl (default {outdir}/logs)
-  stages:     a list of
-    name:         unique, [A-Za-z0-9_-]
-    command:      program (template); builtin:NAME for the pipeline's own small stages
-    foreach:      {exposure: all | {field: value(s)}, camera: \"{cameras}\", other: [..]}
-                  the product gives the items; camera also binds spectrograph and band;
-                  an exposure binds night, expid, flavor, exptime, tile
-    group_by:     [vars]  one task per distinct value (fan-in); a template that needs a
-                  member's variable expands once per member
-    inputs:       {name: path | [paths]}   a name ending in ? is optional
-    outputs:      {name: path | [paths]}
-    args:         [templates]  {inputs.NAME} / {outputs.NAME} expand to the list
-    options:      {key: value | [values] | true}  appended as --key value(s)
-    after:        [stages]  extra ordering, matched on shared variables
-    ranks, threads (per rank), max_parallel, retries
+PIPELINE YAML (keys; unknown keys are errors)
+  variables: {name: value}
+      Usable as {name} in every template. --var name=value overrides
+      (a --var value is literal). A value that needs a task's
+      variables, e.g. frame: \"{outdir}/{file:frame}\", is inlined
+      where it is used.
+  exposures: raw: DIR | table: FILE | list: [{NIGHT, EXPID, FLAVOR,
+      TILEID}, ...]. raw scans DIR/*/desi-*.fits[.fz] and reads NIGHT,
+      EXPID, FLAVOR (or OBSTYPE), EXPTIME, TILEID from the headers;
+      a table is CSV with a header row, or YAML.
+  logdir: task logs and journal.jsonl (default {outdir}/logs).
+  stages: a list of
+    name: unique, letters, digits, _ and -.
+    command: the program (template); builtin:NAME for the
+      pipeline's own small stages.
+    foreach: {exposure: all | {field: value(s)}, camera: \"{cameras}\",
+      other: [values]}. The product gives the items. A camera also
+      binds spectrograph and band; an exposure binds night, expid,
+      flavor, exptime and tile.
+    group_by: [variables]. One task per distinct value (fan-in); a
+      template that needs a member's variable expands per member.
+    inputs: {name: path or [paths]}. A name ending in ? is optional.
+    outputs: {name: path or [paths]}.
+    args: [templates]. {inputs.NAME} and {outputs.NAME} expand to
+      the whole list.
+    options: {key: value, [values] or true}, appended as --key ...
+    after: [stages]. Extra ordering, matched on shared variables.
+    ranks, threads (per rank), max_parallel, retries.
+
 TEMPLATES
-  {name}, {name:08d}, {file:KIND} (DESI name of raw, preproc, psf, psfnight,
-  fiberflatnight, biasnight, darknight, frame, fiberflat, sky, stdstars, fluxcalib, cframe,
-  spectra, coadd, redrock from night/expid/camera/spectrograph/tile), {{ and }} for braces.
-A task is done when its outputs exist and are newer than its inputs; run, make and the
-Slurm array elements skip done tasks, so a rerun resumes.";
+  {name}, {name:08d}, {file:KIND} (the DESI file name of raw,
+  preproc, psf, psfnight, fiberflatnight, biasnight, darknight,
+  frame, fiberflat, sky, stdstars, fluxcalib, cframe, spectra,
+  coadd or redrock from night, expid, camera, spectrograph, tile),
+  {{ and }} for literal braces.
+
+RESUME
+  A task is done when its outputs exist and are newer than its
+  inputs; run, make and the Slurm array elements skip done tasks.";
 
 /// Runs a night (or a campaign) described by a pipeline YAML: plan it, run it here, under
 /// MPI, as Slurm job arrays or through make. A rerun redoes only what is missing.
