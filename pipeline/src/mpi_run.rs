@@ -245,5 +245,22 @@ fn run_in_group(plan: &Plan, id: usize, attempt: u32, group: &MpiComm) -> (i32, 
     if !group.all_ok(code == 0) && code == 0 {
         code = 1;
     }
+    // In-process stages log to the ranks' stderr (mpirun's output); the task log records
+    // how each attempt ended, so `status` points somewhere real.
+    if group.rank() == 0 {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&t.log)
+        {
+            let _ = writeln!(
+                f,
+                "== spx-pipeline: {} attempt {attempt} on {} MPI ranks: exit {code}",
+                t.name,
+                group.size()
+            );
+        }
+    }
     (code, rss)
 }
