@@ -153,6 +153,36 @@ fn nightly_yaml_runs_the_whole_chain() {
         .exists());
     let j = std::fs::read_to_string(redux.join("logs/20250101/journal.jsonl")).unwrap();
     assert_eq!(j.lines().filter(|l| l.contains("\"end\"")).count(), total);
+
+    // The same night through the generated Makefile with make -j2: the same files.
+    let d2 = tempfile::tempdir().unwrap();
+    for (night, expid, flavor, tile) in [
+        (night, 1, "zero", None),
+        (night, 2, "dark", None),
+        (night, 3, "arc", None),
+        (night, 4, "arc", None),
+        (night, 5, "flat", None),
+        (night, 6, "science", Some(1000)),
+        (night, 7, "science", Some(1000)),
+        (night, 8, "science", Some(2000)),
+    ] {
+        raw(&d2.path().join("raw"), night, expid, flavor, tile);
+    }
+    let o = cmd(
+        d2.path(),
+        &[&["makefile", &nightly(), "-o", "Makefile"][..], &vars].concat(),
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = std::process::Command::new("make")
+        .args(["-j2", "-s"])
+        .current_dir(d2.path())
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "make: {}", stderr(&o));
+    assert_eq!(tree(&redux), tree(&d2.path().join("redux")));
 }
 
 #[test]
