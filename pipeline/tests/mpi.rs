@@ -101,3 +101,43 @@ fn a_panicking_task_is_contained() {
         .join("out/tiles/cumulative/200/20201214/coadd-1-200-thru20201214.fits")
         .exists());
 }
+
+#[test]
+fn nightly_yaml_under_mpirun_equals_the_local_run() {
+    let d = tempfile::tempdir().unwrap();
+    raw_night(&d.path().join("raw"), 20250101);
+    let path = fake_bin(d.path());
+    let y = nightly();
+    let args = |out: &str| {
+        vec![
+            "run".to_string(),
+            y.clone(),
+            "--var".into(),
+            "rawdir=raw".into(),
+            "--var".into(),
+            "night=20250101".into(),
+            "--var".into(),
+            format!("outdir={out}"),
+        ]
+    };
+    let a = args("redux");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = cmd(d.path(), &a).env("PATH", &path).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let local = tree(&d.path().join("redux"));
+    // The stand-ins write their command line, which names the outdir: rerun the same
+    // outdir under MPI after moving the local result away.
+    std::fs::rename(d.path().join("redux"), d.path().join("local")).unwrap();
+    let o = std::process::Command::new("mpirun")
+        .current_dir(d.path())
+        .env("PATH", &path)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .args(["-np", "3", bin()])
+        .args(&a[..])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(local, tree(&d.path().join("redux")));
+}

@@ -5,68 +5,6 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::*;
-use std::path::Path;
-
-use spx::io::fits::{FitsWriter, Provenance};
-
-/// Writes a raw file with the header keys the pipeline reads.
-fn raw(rawdir: &Path, night: u32, expid: u32, flavor: &str, tile: Option<i64>) {
-    let p = rawdir.join(format!("{night}/{expid:08}/desi-{expid:08}.fits"));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let mut w = FitsWriter::create(&p, &Provenance::current("test", &[])).unwrap();
-    w.key("NIGHT", night as i64).unwrap();
-    w.key("EXPID", expid as i64).unwrap();
-    w.key("FLAVOR", flavor).unwrap();
-    w.key("EXPTIME", 900.0).unwrap();
-    if let Some(t) = tile {
-        w.key("TILEID", t).unwrap();
-    }
-    w.commit().unwrap();
-}
-
-/// Stand-in for every spx-* stage: fails on a missing .fits input, writes its outputs
-/// (after -o, --cframe, --coadd) atomically with its command line as content.
-const FAKE: &str = r#"#!/bin/sh
-prog=$(basename "$0"); outs=""; prev=""
-for a in "$@"; do
-  case "$prev" in
-    -o|--cframe|--coadd) outs="$outs $a";;
-    *) case "$a" in *.fits) [ -e "$a" ] || { echo "$prog: missing input $a" >&2; exit 1; };; esac;;
-  esac
-  prev=$a
-done
-[ -n "$outs" ] || { echo "$prog: no output" >&2; exit 1; }
-for o in $outs; do echo "$prog $*" > "$o.tmp" && mv "$o.tmp" "$o"; done
-"#;
-
-fn fake_bin(dir: &Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for s in [
-        "preproc",
-        "psf",
-        "extract",
-        "fiberflat",
-        "sky",
-        "stdstars",
-        "fluxcal",
-        "group",
-        "redshift",
-    ] {
-        let p = bin.join(format!("spx-{s}"));
-        std::fs::write(&p, FAKE).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
-}
-
-fn nightly() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("nightly.yaml")
-        .display()
-        .to_string()
-}
 
 #[test]
 fn nightly_yaml_runs_the_whole_chain() {
