@@ -18,6 +18,8 @@ pub mod io;
 pub mod linalg;
 pub mod logging;
 pub mod maskbits;
+#[cfg(feature = "mpi")]
+pub mod mpi_comm;
 pub mod progress;
 pub mod psf;
 pub mod redshift;

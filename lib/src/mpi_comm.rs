@@ -1,11 +1,12 @@
 //! The [`Comm`] trait over MPI (rsmpi), cargo feature `mpi`: the world communicator for the
 //! binaries, and sub-communicators for the pipeline runner's task groups.
 //!
-//! MPI is initialised once per process ([`world`]); `mpi::initialize()` returns `None` the
-//! second time (reference/platform.md §5), so the universe lives in a process-wide cell and
-//! is finalised when the process exits.
+//! MPI is initialised once per process ([`world`]; `mpi::initialize()` returns `None` the
+//! second time, reference/platform.md §5), kept in a process-wide cell, and finalised by
+//! [`finalize`] (statics are never dropped, so nothing else would).
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
@@ -29,22 +30,30 @@ unsafe impl Send for MpiComm {}
 unsafe impl Sync for MpiComm {}
 
 struct UniverseCell(Universe);
-// SAFETY: the universe is only created and kept here; finalisation happens at exit.
+// SAFETY: the universe is only created, asked for its world, and dropped (MPI_Finalize)
+// under the mutex below.
 unsafe impl Send for UniverseCell {}
-// SAFETY: no method of the universe is called after creation except `world()`.
-unsafe impl Sync for UniverseCell {}
 
-static UNIVERSE: OnceLock<Option<UniverseCell>> = OnceLock::new();
+static UNIVERSE: Mutex<Option<UniverseCell>> = Mutex::new(None);
+static TRIED: AtomicBool = AtomicBool::new(false);
 
-/// The MPI world (initialising MPI on first use), or `None` if MPI cannot be initialised.
-/// Run without mpirun, this is a world of one process (a singleton).
+/// The MPI world (initialising MPI on first use), or `None` if MPI cannot be initialised or
+/// was finalised. Run without mpirun, this is a world of one process (a singleton).
 pub fn world() -> Option<MpiComm> {
-    let cell = UNIVERSE.get_or_init(|| {
-        mpi::initialize_with_threading(mpi::Threading::Serialized).map(|(u, _)| UniverseCell(u))
-    });
-    cell.as_ref().map(|u| MpiComm {
-        comm: u.0.world(),
-    })
+    let mut u = UNIVERSE.lock().unwrap_or_else(|e| e.into_inner());
+    if !TRIED.swap(true, Ordering::SeqCst) {
+        *u = mpi::initialize_with_threading(mpi::Threading::Serialized)
+            .map(|(univ, _)| UniverseCell(univ));
+    }
+    u.as_ref().map(|c| MpiComm { comm: c.0.world() })
+}
+
+/// Finalises MPI (every rank must, or mpirun reports an abnormal exit). Drop every
+/// [`MpiComm`] first; afterwards [`world`] returns `None`.
+pub fn finalize() {
+    let mut u = UNIVERSE.lock().unwrap_or_else(|e| e.into_inner());
+    TRIED.store(true, Ordering::SeqCst);
+    drop(u.take());
 }
 
 impl MpiComm {
@@ -78,7 +87,9 @@ impl MpiComm {
     /// group from idle workers while the others keep working.
     pub fn subgroup(&self, members: &[i32]) -> Option<MpiComm> {
         let group = self.comm.group().include(members);
-        self.comm.split_by_subgroup(&group).map(|comm| MpiComm { comm })
+        self.comm
+            .split_by_subgroup(&group)
+            .map(|comm| MpiComm { comm })
     }
 }
 
@@ -145,10 +156,12 @@ impl Comm for MpiComm {
 }
 
 /// Runs `f` with the MPI world (a singleton without mpirun), or with [`crate::SingleComm`]
-/// when MPI cannot be initialised.
+/// when MPI cannot be initialised; finalises MPI afterwards.
 pub fn with_world<R>(f: impl FnOnce(&dyn Comm) -> R) -> R {
-    match world() {
+    let r = match world() {
         Some(w) => f(&w),
         None => f(&crate::SingleComm),
-    }
+    };
+    finalize();
+    r
 }

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 
-use crate::comm::{Comm, SingleComm};
+use crate::comm::Comm;
 
 pub mod extract;
 pub mod fiberflat;
@@ -78,9 +78,12 @@ pub fn main<O: Parser>(
         Err(e) => e.exit(),
     };
     init(program, common(&opts));
-    // The `mpi` feature replaces this with the MPI world communicator (comm.rs).
-    let comm = SingleComm;
-    match run(&opts, &comm) {
+    // With the `mpi` feature the stage runs on the MPI world (a world of one without mpirun).
+    #[cfg(feature = "mpi")]
+    let result = crate::mpi_comm::with_world(|comm| run(&opts, comm));
+    #[cfg(not(feature = "mpi"))]
+    let result = run(&opts, &crate::comm::SingleComm);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{program}: error: {e:#}");
