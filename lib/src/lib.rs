@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod io;
 pub mod logging;
 pub mod maskbits;
+pub mod preproc;
 pub mod progress;
 pub mod psf;
 pub mod redshift;

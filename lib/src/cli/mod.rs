@@ -19,6 +19,7 @@ use crate::comm::{Comm, SingleComm};
 pub mod fiberflat;
 pub mod inspect;
 pub mod man;
+pub mod preproc;
 pub mod sky;
 
 /// Options every binary accepts.
@@ -93,6 +94,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
         crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
+        crate::cli::preproc::PreprocOpts::command().name("spx-preproc"),
         VersionOnly::command().name("spx-version-check").hide(true),
     ]
     .into_iter()
