@@ -20,6 +20,7 @@ pub mod logging;
 pub mod maskbits;
 #[cfg(feature = "mpi")]
 pub mod mpi_comm;
+pub mod preproc;
 pub mod progress;
 pub mod psf;
 pub mod redshift;

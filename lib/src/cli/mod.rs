@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod man;
 pub mod redshift;
 pub mod sim;
+pub mod preproc;
 pub mod sky;
 
 /// Options every binary accepts.
@@ -101,6 +102,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
         crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         crate::cli::sim::SimOpts::command().name("spx-sim"),
+        crate::cli::preproc::PreprocOpts::command().name("spx-preproc"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
