@@ -18,6 +18,7 @@ pub mod logging;
 pub mod maskbits;
 pub mod progress;
 pub mod psf;
+pub mod psffit;
 pub mod redshift;
 pub mod resolution;
 pub mod sky;

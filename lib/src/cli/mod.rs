@@ -19,6 +19,7 @@ use crate::comm::{Comm, SingleComm};
 pub mod fiberflat;
 pub mod inspect;
 pub mod man;
+pub mod psf;
 pub mod sky;
 
 /// Options every binary accepts.
@@ -93,6 +94,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
         crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
+        crate::cli::psf::PsfOpts::command().name("spx-psf"),
         VersionOnly::command().name("spx-version-check").hide(true),
     ]
     .into_iter()
