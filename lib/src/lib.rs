@@ -23,6 +23,7 @@ pub mod mpi_comm;
 pub mod preproc;
 pub mod progress;
 pub mod psf;
+pub mod psffit;
 pub mod redshift;
 pub mod resolution;
 pub mod sky;

@@ -23,6 +23,7 @@ pub mod man;
 pub mod redshift;
 pub mod sim;
 pub mod preproc;
+pub mod psf;
 pub mod sky;
 
 /// Options every binary accepts.
@@ -103,6 +104,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         crate::cli::sim::SimOpts::command().name("spx-sim"),
         crate::cli::preproc::PreprocOpts::command().name("spx-preproc"),
+        crate::cli::psf::PsfOpts::command().name("spx-psf"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
