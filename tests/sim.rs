@@ -334,7 +334,7 @@ fn desispec_preproc_matches_truth_within_noise() {
         return;
     };
     let d = tempfile::tempdir().unwrap();
-    let script = common::workspace_root().join("tests/python/desispec_preproc.py");
+    let script = common::workspace_root().join("tests/python/sim_desispec_preproc.py");
     for (kind, cam) in [("flat", "r0"), ("science", "b0")] {
         sim(
             d.path(),

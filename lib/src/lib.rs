@@ -14,6 +14,7 @@ pub mod comm;
 pub mod extract;
 pub mod fiberflat;
 pub mod inspect;
+pub mod instrument;
 pub mod io;
 pub mod linalg;
 pub mod logging;
@@ -26,12 +27,11 @@ pub mod psf;
 pub mod psffit;
 pub mod redshift;
 pub mod resolution;
+pub mod sim;
 pub mod sky;
+pub mod speclib;
 pub mod stats;
 #[doc(hidden)]
 pub mod testsupport;
 
 pub use comm::{Comm, SingleComm};
-pub mod instrument;
-pub mod sim;
-pub mod speclib;

@@ -20,10 +20,10 @@ pub mod extract;
 pub mod fiberflat;
 pub mod inspect;
 pub mod man;
-pub mod redshift;
-pub mod sim;
 pub mod preproc;
 pub mod psf;
+pub mod redshift;
+pub mod sim;
 pub mod sky;
 
 /// Options every binary accepts.
