@@ -243,7 +243,7 @@ impl FitsReader {
     }
 
     /// Reads a whole column; vector columns come back flattened row by row.
-    pub fn col<T: ReadsCol>(&mut self, hdu: &str, col: &str) -> Result<Vec<T>> {
+    pub fn col<T: ReadsCol + 'static>(&mut self, hdu: &str, col: &str) -> Result<Vec<T>> {
         if !self.has_column(hdu, col)? {
             return Err(FitsError::hdu(
                 &self.path,
@@ -251,13 +251,94 @@ impl FitsReader {
                 format!("column {col} is missing"),
             ));
         }
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<String>() {
+            // fitsio's own String reader overflows its buffers (see col_str).
+            let strings: Box<dyn std::any::Any> = Box::new(self.col_str(hdu, col)?);
+            return strings
+                .downcast::<Vec<T>>()
+                .map(|v| *v)
+                .map_err(|_| FitsError::hdu(&self.path, hdu, "internal: string column type"));
+        }
         let h = self.hdu(hdu)?;
         h.read_col::<T>(&mut self.file, col)
             .map_err(|e| FitsError::hdu(&self.path, hdu, format!("column {col}: {e}")))
     }
 
+    /// Reads a string column. fitsio 0.21's `read_col::<String>` allocates `width` bytes per row
+    /// while cfitsio writes `width + 1` (the NUL), a heap overflow on full-width values; this
+    /// reads into `width + 1`-byte buffers instead.
+    fn col_str(&mut self, hdu: &str, col: &str) -> Result<Vec<String>> {
+        let r = self;
+        let path = r.path().to_path_buf();
+        let names = r.column_names(hdu)?;
+        let colnum = names
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(col))
+            .ok_or_else(|| FitsError::hdu(&path, hdu, format!("column {col} is missing")))?;
+        let nrows = r.nrows(hdu)?;
+        let h = r.hdu(hdu)?;
+        let file = r.file_mut();
+        let _ = h.read_key::<String>(file, "EXTNAME");
+        let fptr = unsafe { file.as_raw() };
+        let mut status = 0;
+        let mut width = 0;
+        // SAFETY: fptr is open on `hdu`; colnum is 1-based and exists.
+        unsafe { fitsio::sys::ffgcdw(fptr, colnum as i32 + 1, &mut width, &mut status) };
+        if status != 0 {
+            return Err(FitsError::hdu(
+                &path,
+                hdu,
+                format!("column {col}: cfitsio status {status}"),
+            ));
+        }
+        let width = width.max(1) as usize + 1;
+        let mut bufs: Vec<Vec<std::os::raw::c_char>> = vec![vec![0; width]; nrows];
+        let mut ptrs: Vec<*mut std::os::raw::c_char> =
+            bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        let mut anynul = 0;
+        if nrows > 0 {
+            let mut nul = [0 as std::os::raw::c_char; 1];
+            // SAFETY: every row buffer holds width+1 bytes (display width plus NUL).
+            unsafe {
+                fitsio::sys::ffgcvs(
+                    fptr,
+                    colnum as i32 + 1,
+                    1,
+                    1,
+                    nrows as i64,
+                    nul.as_mut_ptr(),
+                    ptrs.as_mut_ptr(),
+                    &mut anynul,
+                    &mut status,
+                )
+            };
+        }
+        if status != 0 {
+            return Err(FitsError::hdu(
+                &path,
+                hdu,
+                format!("column {col}: cfitsio status {status}"),
+            ));
+        }
+        Ok(bufs
+            .iter()
+            .map(|b| {
+                let bytes: Vec<u8> = b
+                    .iter()
+                    .take_while(|&&c| c != 0)
+                    .map(|&c| c as u8)
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .collect())
+    }
+
     /// Reads a column if present.
-    pub fn col_opt<T: ReadsCol>(&mut self, hdu: &str, col: &str) -> Result<Option<Vec<T>>> {
+    pub fn col_opt<T: ReadsCol + 'static>(
+        &mut self,
+        hdu: &str,
+        col: &str,
+    ) -> Result<Option<Vec<T>>> {
         if self.has_column(hdu, col)? {
             self.col(hdu, col).map(Some)
         } else {
@@ -281,27 +362,41 @@ fn check_not_truncated(path: &Path, file: &mut FitsFile) -> Result<()> {
         return Ok(());
     }
     let size = meta.len() as i64;
-    if size % 2880 != 0 {
-        return Err(FitsError::file(
-            path,
-            format!("truncated FITS file ({size} bytes, not a multiple of 2880)"),
-        ));
-    }
     let fptr = unsafe { file.as_raw() };
     let (mut nhdu, mut status) = (0, 0);
     let (mut head, mut data, mut end) = (0i64, 0i64, 0i64);
-    // SAFETY: fptr is the open file; the outputs are plain integers.
+    let mut extname = [0 as std::os::raw::c_char; 81];
+    // SAFETY: fptr is the open file; the outputs are plain integers and an 81-byte buffer.
     unsafe {
         fitsio::sys::ffthdu(fptr, &mut nhdu, &mut status);
         fitsio::sys::ffmahd(fptr, nhdu, std::ptr::null_mut(), &mut status);
         fitsio::sys::ffghadll(fptr, &mut head, &mut data, &mut end, &mut status);
+        let mut key_status = 0;
+        let key = CString::new("EXTNAME").unwrap_or_default();
+        fitsio::sys::ffgkys(
+            fptr,
+            key.as_ptr(),
+            extname.as_mut_ptr(),
+            std::ptr::null_mut(),
+            &mut key_status,
+        );
         let mut first = 0;
         fitsio::sys::ffmahd(fptr, 1, &mut first, &mut status);
     }
-    if status == 0 && end > size {
-        return Err(FitsError::file(
+    let last = unsafe { std::ffi::CStr::from_ptr(extname.as_ptr()) }
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    let last = if last.is_empty() {
+        format!("HDU{}", nhdu - 1)
+    } else {
+        last
+    };
+    if status == 0 && (end > size || size % 2880 != 0) {
+        return Err(FitsError::hdu(
             path,
-            format!("truncated FITS file ({size} bytes, its last HDU ends at {end})"),
+            &last,
+            format!("truncated FITS file ({size} bytes; this last HDU ends at byte {end})"),
         ));
     }
     // More bytes after the last HDU cfitsio could parse: an extension whose header was cut.

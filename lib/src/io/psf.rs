@@ -65,7 +65,8 @@ pub fn read(path: impl AsRef<Path>) -> Result<GaussHermitePsf> {
     let nfiber = xtrace.nfiber();
 
     let t = "PSF";
-    let names: Vec<String> = read_string_col(&mut r, t, "PARAM")?
+    let names: Vec<String> = r
+        .col::<String>(t, "PARAM")?
         .into_iter()
         .map(|s| s.trim().to_string())
         .collect();
@@ -133,74 +134,6 @@ pub fn read(path: impl AsRef<Path>) -> Result<GaussHermitePsf> {
     }
     psf.extra_keys = extra;
     Ok(psf)
-}
-
-/// Reads a string column safely. fitsio 0.21's `read_col::<String>` allocates `width` bytes
-/// per row while cfitsio writes `width + 1` (the NUL), a heap overflow on full-width values;
-/// this reads into `width + 1`-byte buffers instead.
-pub(crate) fn read_string_col(r: &mut FitsReader, hdu: &str, col: &str) -> Result<Vec<String>> {
-    let path = r.path().to_path_buf();
-    let names = r.column_names(hdu)?;
-    let colnum = names
-        .iter()
-        .position(|c| c.eq_ignore_ascii_case(col))
-        .ok_or_else(|| FitsError::hdu(&path, hdu, format!("column {col} is missing")))?;
-    let nrows = r.nrows(hdu)?;
-    let h = r.hdu(hdu)?;
-    let file = r.file_mut();
-    let _ = h.read_key::<String>(file, "EXTNAME");
-    let fptr = unsafe { file.as_raw() };
-    let mut status = 0;
-    let mut width = 0;
-    // SAFETY: fptr is open on `hdu`; colnum is 1-based and exists.
-    unsafe { fitsio::sys::ffgcdw(fptr, colnum as i32 + 1, &mut width, &mut status) };
-    if status != 0 {
-        return Err(FitsError::hdu(
-            &path,
-            hdu,
-            format!("column {col}: cfitsio status {status}"),
-        ));
-    }
-    let width = width.max(1) as usize + 1;
-    let mut bufs: Vec<Vec<std::os::raw::c_char>> = vec![vec![0; width]; nrows];
-    let mut ptrs: Vec<*mut std::os::raw::c_char> =
-        bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
-    let mut anynul = 0;
-    if nrows > 0 {
-        let mut nul = [0 as std::os::raw::c_char; 1];
-        // SAFETY: every row buffer holds width+1 bytes (display width plus NUL).
-        unsafe {
-            fitsio::sys::ffgcvs(
-                fptr,
-                colnum as i32 + 1,
-                1,
-                1,
-                nrows as i64,
-                nul.as_mut_ptr(),
-                ptrs.as_mut_ptr(),
-                &mut anynul,
-                &mut status,
-            )
-        };
-    }
-    if status != 0 {
-        return Err(FitsError::hdu(
-            &path,
-            hdu,
-            format!("column {col}: cfitsio status {status}"),
-        ));
-    }
-    Ok(bufs
-        .iter()
-        .map(|b| {
-            let bytes: Vec<u8> = b
-                .iter()
-                .take_while(|&&c| c != 0)
-                .map(|&c| c as u8)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-        .collect())
 }
 
 fn read_trace(r: &mut FitsReader, hdu: &str) -> Result<TraceSet> {

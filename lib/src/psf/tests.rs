@@ -22,7 +22,8 @@ impl Ref {
         self.r.col::<i64>(hdu, c).unwrap()
     }
     fn col_s(&mut self, hdu: &str, c: &str) -> Vec<String> {
-        crate::io::psf::read_string_col(&mut self.r, hdu, c)
+        self.r
+            .col::<String>(hdu, c)
             .unwrap()
             .into_iter()
             .map(|s| s.trim().to_string())
