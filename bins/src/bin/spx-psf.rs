@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    spx::cli::main::<spx::cli::psf::PsfOpts>("spx-psf", |o| &o.common, spx::cli::psf::run)
+}
