@@ -644,23 +644,49 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
     for (si, s) in spec.stages.iter().enumerate() {
         for a in &s.after {
             let ai = names[a.as_str()];
+            // Index the other stage's tasks by the values of each distinct set of shared
+            // variable names, so a large campaign is not a product of two stages.
+            let mut index: HashMap<Vec<&str>, HashMap<Vec<&str>, Vec<usize>>> = HashMap::default();
+            // The distinct sets of variable names among the other stage's tasks (one,
+            // unless group_by leaves different agreed variables in different groups).
+            let mut keysets: Vec<Vec<&str>> = Vec::new();
+            for &u in &by_stage[ai] {
+                let uk: Vec<&str> = drafts[u].b.keys().map(|k| &**k).collect();
+                if !keysets.contains(&uk) {
+                    keysets.push(uk);
+                }
+            }
             for &t in &by_stage[si] {
                 let tb = &drafts[t].b;
-                for &u in &by_stage[ai] {
-                    let ub = &drafts[u].b;
-                    let shared: Vec<&str> = tb
-                        .keys()
-                        .filter(|k| ub.contains_key(*k))
-                        .map(|k| &**k)
-                        .collect();
-                    let tv: Vec<&str> = shared.iter().map(|k| &*tb[*k]).collect();
-                    let uv: Vec<&str> = shared.iter().map(|k| &*ub[*k]).collect();
-                    if tv == uv {
-                        if u == t {
-                            return Err(Error::Cycle(format!("stage {} is after itself", s.name)));
+                let mut matches: Vec<usize> = Vec::new();
+                for uk in &keysets {
+                    let shared: Vec<&str> =
+                        uk.iter().copied().filter(|k| tb.contains_key(*k)).collect();
+                    let by_values = index.entry(shared.clone()).or_insert_with(|| {
+                        let mut m: HashMap<Vec<&str>, Vec<usize>> = HashMap::default();
+                        for &u in &by_stage[ai] {
+                            let ub = &drafts[u].b;
+                            if shared.iter().all(|k| ub.contains_key(*k)) {
+                                let v = shared.iter().map(|k| &*ub[*k]).collect();
+                                m.entry(v).or_default().push(u);
+                            }
                         }
-                        deps[t].push(u);
+                        m
+                    });
+                    let tv: Vec<&str> = shared.iter().map(|k| &*tb[*k]).collect();
+                    if let Some(us) = by_values.get(&tv) {
+                        matches.extend(us.iter().copied().filter(|&u| {
+                            let ub = &drafts[u].b;
+                            // Same variable names as this key set, so no other shared one.
+                            ub.keys().map(|k| &**k).eq(uk.iter().copied())
+                        }));
                     }
+                }
+                for u in matches {
+                    if u == t {
+                        return Err(Error::Cycle(format!("stage {} is after itself", s.name)));
+                    }
+                    deps[t].push(u);
                 }
             }
         }

@@ -90,9 +90,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Task { plan, stage, index } => {
             let plan = Plan::load(&plan)?;
             let t = plan.task_of(&stage, index)?;
+            // One process gets the element's whole allocation: ranks × cpus-per-task.
             let c = std::env::var("SLURM_CPUS_PER_TASK")
                 .ok()
-                .and_then(|v| v.parse().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .map(|cpt| cpt * plan.stages[t.stage].ranks)
                 .unwrap_or_else(|| plan.cores(t.stage));
             Ok(match task::run_one(&plan, t.id, c)? {
                 task::Outcome::Ok | task::Outcome::UpToDate => ExitCode::SUCCESS,
