@@ -26,15 +26,8 @@ pub enum CombineKind {
     Dark,
 }
 
-/// Preprocess one camera of a raw exposure: bias image, per-amp overscan and gain (electrons),
-/// read noise from the overscan, dark, pixel flat, inverse variance, CCD mask bits and
-/// cosmic rays; written in desispec's preproc format (IMAGE electrons, IVAR electrons⁻²,
-/// MASK ccdmask bits, READNOISE electrons).
-///
-/// With --combine zero, the inputs are raw ZERO exposures and the output is the nightly bias
-/// (ADU, raw shape, as desispec's biasnight files). With --combine dark, the inputs are raw
-/// DARK exposures (preprocessed here with --bias) or preprocessed darks, and the output is the
-/// dark current in electrons/s (image shape, as desispec's darknight files).
+/// Raw exposure → preproc image (IMAGE e⁻, IVAR e⁻², MASK ccdmask, READNOISE e⁻), desispec's
+/// steps and order; --combine zero|dark makes the nightly bias (ADU) or dark (e⁻/s).
 #[derive(clap::Parser, Serialize, Deserialize, Debug, Clone)]
 #[command(version)]
 pub struct PreprocOpts {
@@ -68,45 +61,21 @@ pub struct PreprocOpts {
     #[arg(long)]
     #[serde(default)]
     pub no_cosmics: bool,
-    /// Cosmic rays: sigmas above the neighbours
-    #[arg(long, default_value_t = 6.0, value_name = "SIGMA")]
-    #[serde(default = "default_nsig")]
-    pub cosmics_nsig: f64,
-    /// Cosmic rays: sigmas of inconsistency with the PSF
-    #[arg(long, default_value_t = 3.0, value_name = "SIGMA")]
-    #[serde(default = "default_cfudge")]
-    pub cosmics_cfudge: f64,
-    /// Cosmic rays: fudge factor on the PSF gradients
-    #[arg(long, default_value_t = 0.5, value_name = "FACTOR")]
-    #[serde(default = "default_c2fudge")]
-    pub cosmics_c2fudge: f64,
-    /// Cosmic rays: desispec 0.70's exact algorithm, without spx's two additions (the
-    /// 2×2-binned search and ignoring found neighbours in the growth passes), which catch
-    /// tracks whose charge is split between two rows or columns
+    /// Cosmic rays: desispec 0.70's exact algorithm (no 2×2-binned search, no spx growth rule)
     #[arg(long)]
     #[serde(default)]
     pub cosmics_desispec: bool,
     /// Amplifiers to flag BADAMP, e.g. "AC"
-    #[arg(long, default_value = "", value_name = "AMPS")]
+    #[arg(long, value_name = "AMPS")]
     #[serde(default)]
-    pub badamps: String,
-    /// Combine several exposures into the nightly bias (zero) or dark (dark)
+    pub badamps: Option<String>,
+    /// Combine exposures: zero = raw ZEROs → bias; dark = raw (with --bias) or preproc DARKs
     #[arg(long, value_enum, value_name = "KIND")]
     #[serde(default)]
     pub combine: Option<CombineKind>,
     #[command(flatten)]
     #[serde(default)]
     pub common: CommonOpts,
-}
-
-fn default_nsig() -> f64 {
-    6.0
-}
-fn default_cfudge() -> f64 {
-    3.0
-}
-fn default_c2fudge() -> f64 {
-    0.5
 }
 
 /// Runs `spx-preproc`.
@@ -120,9 +89,6 @@ pub fn run(opts: &PreprocOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
 
 fn cosmic_params(opts: &PreprocOpts) -> Option<CosmicParams> {
     (!opts.no_cosmics).then_some(CosmicParams {
-        nsig: opts.cosmics_nsig,
-        cfudge: opts.cosmics_cfudge,
-        c2fudge: opts.cosmics_c2fudge,
         ignore_found: !opts.cosmics_desispec,
         binned: !opts.cosmics_desispec,
         ..CosmicParams::default()
@@ -234,7 +200,12 @@ fn preprocess_file(
     let (calib, calib_names) = load_calib(calib_opts, &cam)?;
     let popts = PreprocOptions {
         cosmics: cosmic_params(opts),
-        badamps: opts.badamps.trim().to_ascii_uppercase(),
+        badamps: opts
+            .badamps
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_uppercase(),
         exptime,
         calib_names,
     };
