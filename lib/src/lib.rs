@@ -13,6 +13,7 @@ pub mod cli;
 pub mod comm;
 pub mod extract;
 pub mod fiberflat;
+pub mod fluxcal;
 pub mod inspect;
 pub mod io;
 pub mod linalg;
@@ -24,6 +25,7 @@ pub mod redshift;
 pub mod resolution;
 pub mod sky;
 pub mod stats;
+pub mod stdstars;
 #[doc(hidden)]
 pub mod testsupport;
 

@@ -18,10 +18,12 @@ use crate::comm::{Comm, SingleComm};
 
 pub mod extract;
 pub mod fiberflat;
+pub mod fluxcal;
 pub mod inspect;
 pub mod man;
 pub mod redshift;
 pub mod sky;
+pub mod stdstars;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,6 +100,8 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
+        crate::cli::stdstars::StdStarsOpts::command().name("spx-stdstars"),
+        crate::cli::fluxcal::FluxCalOpts::command().name("spx-fluxcal"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())
