@@ -407,6 +407,11 @@ fn stdstars_and_fluxcal_recover_truth() {
             }
         }
     }
+    check_desispec_readers(
+        &std1,
+        &d.join("fluxcalib-r0-00000001.fits"),
+        &d.join("cframe-r0-00000001.fits"),
+    );
     let rms = (all.iter().map(|v| v * v).sum::<f64>() / all.len() as f64).sqrt();
     // Noise floor: an r=18 target gives ~60–150 e/Å above a 60 e/Å sky, S/N ≈ 1.5–3 per
     // 0.8 Å pixel, so ≈ 1–3% per 125-pixel bin in the faint band edges; the calibration
@@ -449,4 +454,67 @@ fn no_standard_star_is_a_clear_error() {
         !names.iter().any(|n| n.starts_with("stdstars")),
         "{names:?}"
     );
+}
+
+/// desispec 0.70's readers open our stdstars, fluxcalib and cframe files and see what we
+/// wrote (f4 data compared as f32, FLUXCALIB as f8).
+fn check_desispec_readers(std: &Path, fc: &Path, cf: &Path) {
+    let Some(py) = spx::testsupport::python() else {
+        return;
+    };
+    let script = r#"
+import sys, json
+from desispec.io import read_stdstar_models, read_flux_calibration, read_frame
+flux, wave, fibers, meta = read_stdstar_models(sys.argv[1])
+fc = read_flux_calibration(sys.argv[2])
+fr = read_frame(sys.argv[3])
+print(json.dumps(dict(
+    std_shape=list(flux.shape), std_v=float(flux[1, 1000]), wave0=float(wave[0]),
+    fibers=[int(f) for f in fibers], teff=[float(t) for t in meta['TEFF']],
+    fc_shape=list(fc.calib.shape), fc_v=float(fc.calib[2, 500]), fc_ivar=float(fc.ivar[2, 500]),
+    fc_wave=float(fc.wave[10]),
+    fr_shape=list(fr.flux.shape), fr_v=float(fr.flux[2, 500]), fr_ivar=float(fr.ivar[2, 500]),
+    fr_res=float(fr.resolution_data[2, 5, 500]), fr_mask=int(fr.mask[1].max()),
+    fr_unit=str(fr.meta.get('BUNIT', '')))))
+"#;
+    let out = std::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args([std, fc, cf])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let m = StdStarModels::read(std).unwrap();
+    let f = |k: &str| v[k].as_f64().unwrap();
+    assert_eq!(v["std_shape"], serde_json::json!([m.nstar(), m.wave.len()]));
+    assert_eq!(f("std_v"), m.flux[[1, 1000]] as f32 as f64);
+    assert_eq!(f("wave0"), m.wave[0] as f32 as f64);
+    assert_eq!(v["fibers"], serde_json::json!(m.fibers));
+    let teff = m.metadata.f64s("TEFF").unwrap();
+    assert_eq!(v["teff"], serde_json::json!(teff));
+    let c = spx::io::fluxcalib::FluxCalib::read(fc).unwrap();
+    assert_eq!(
+        v["fc_shape"],
+        serde_json::json!([c.calib.nrows(), c.calib.ncols()])
+    );
+    assert_eq!(f("fc_v"), c.calib[[2, 500]]);
+    assert_eq!(f("fc_ivar"), c.ivar[[2, 500]] as f32 as f64);
+    assert_eq!(f("fc_wave"), c.wave[10] as f32 as f64);
+    let fr = Frame::read(cf).unwrap();
+    assert_eq!(v["fr_shape"], serde_json::json!([fr.nspec(), fr.nwave()]));
+    assert_eq!(f("fr_v"), fr.flux[[2, 500]] as f32 as f64);
+    assert_eq!(f("fr_ivar"), fr.ivar[[2, 500]] as f32 as f64);
+    assert_eq!(f("fr_res"), fr.resolution[[2, 5, 500]] as f32 as f64);
+    assert_eq!(
+        v["fr_mask"].as_u64().unwrap(),
+        fr.mask.row(1).iter().copied().max().unwrap() as u64
+    );
+    assert_eq!(v["fr_unit"], "10**-17 erg/(s cm2 Angstrom)");
 }
