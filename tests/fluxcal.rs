@@ -308,7 +308,12 @@ fn stdstars_and_fluxcal_recover_truth() {
     let d = dir.path();
     let truth = make_exposure(d, 1, true);
     let std1 = d.join("stdstars-0-00000001.fits");
+    let t0 = std::time::Instant::now();
     run_stdstars(d, &std1, "2").success();
+    eprintln!(
+        "spx-stdstars (2 threads, debug build): {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
     let m = StdStarModels::read(&std1).unwrap();
     let teff = m.metadata.f64s("TEFF").unwrap();
     // fiber 4 is a broken fiber (FIBERSTATUS BROKENFIBER): no standard there
