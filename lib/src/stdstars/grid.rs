@@ -214,3 +214,42 @@ mod tests {
         assert!(ccm_a_over_ebv(4000.0) > ccm_a_over_ebv(6000.0));
     }
 }
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+    use crate::io::fits::{Column, ColumnData, FitsWriter, Provenance};
+    use crate::io::table::Table;
+
+    #[test]
+    fn reads_desispec_template_layout_and_refuses_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("stdstar_templates.fits");
+        let (nm, nw) = (2, 5);
+        let flux: Vec<f64> = (0..nm * nw).map(|i| 1.0 + i as f64).collect();
+        let mut w = FitsWriter::create_with_primary_image(
+            &p,
+            &Provenance::default(),
+            "PRIMARY",
+            &[nm, nw],
+            &flux,
+        )
+        .unwrap();
+        Table::new(vec![
+            Column::new("TEMPLATEID", ColumnData::I32(vec![0, 1])),
+            Column::new("TEFF", ColumnData::F32(vec![6000.0, 6500.0])),
+            Column::new("LOGG", ColumnData::F32(vec![4.0, 4.0])),
+            Column::new("FEH", ColumnData::F32(vec![-1.0, -1.0])),
+        ])
+        .unwrap()
+        .write(&mut w, "METADATA")
+        .unwrap();
+        let wave: Vec<f64> = (0..nw).map(|i| 4000.0 + 2.0 * i as f64).collect();
+        w.image("WAVELENGTH", &[nw], &wave).unwrap();
+        w.commit().unwrap();
+        let g = StarGrid::read(&p).unwrap();
+        assert_eq!(g.wave, wave);
+        assert_eq!(g.teff, vec![6000.0, 6500.0]);
+        assert_eq!(g.flux[[1, 4]], 10.0);
+    }
+}
