@@ -13,6 +13,7 @@ pub mod cli;
 pub mod comm;
 pub mod extract;
 pub mod fiberflat;
+pub mod fluxcal;
 pub mod inspect;
 pub mod instrument;
 pub mod io;
@@ -31,6 +32,7 @@ pub mod sim;
 pub mod sky;
 pub mod speclib;
 pub mod stats;
+pub mod stdstars;
 #[doc(hidden)]
 pub mod testsupport;
 

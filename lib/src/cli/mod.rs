@@ -18,6 +18,7 @@ use crate::comm::Comm;
 
 pub mod extract;
 pub mod fiberflat;
+pub mod fluxcal;
 pub mod inspect;
 pub mod man;
 pub mod preproc;
@@ -25,6 +26,7 @@ pub mod psf;
 pub mod redshift;
 pub mod sim;
 pub mod sky;
+pub mod stdstars;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,6 +109,8 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::psf::PsfOpts::command().name("spx-psf"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
+        crate::cli::stdstars::StdStarsOpts::command().name("spx-stdstars"),
+        crate::cli::fluxcal::FluxCalOpts::command().name("spx-fluxcal"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())

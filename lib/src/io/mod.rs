@@ -8,6 +8,7 @@ pub mod fiberflat;
 pub mod fibermap;
 pub mod findfile;
 pub mod fits;
+pub mod fluxcalib;
 pub mod frame;
 pub mod header;
 pub mod preproc;
@@ -17,6 +18,7 @@ pub mod redrock;
 pub mod simtruth;
 pub mod sky;
 pub mod spectra;
+pub mod stdstars;
 pub mod table;
 pub mod templates;
 
