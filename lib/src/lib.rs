@@ -24,6 +24,7 @@ pub mod redshift;
 pub mod resolution;
 pub mod sky;
 pub mod stats;
+pub mod templates;
 #[doc(hidden)]
 pub mod testsupport;
 

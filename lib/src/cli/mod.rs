@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod man;
 pub mod redshift;
 pub mod sky;
+pub mod templates;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::extract::ExtractOpts::command().name("spx-extract"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
+        crate::cli::templates::TemplatesOpts::command().name("spx-templates"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())
