@@ -33,6 +33,7 @@ pub mod sky;
 pub mod speclib;
 pub mod stats;
 pub mod stdstars;
+pub mod templates;
 #[doc(hidden)]
 pub mod testsupport;
 

@@ -27,6 +27,7 @@ pub mod redshift;
 pub mod sim;
 pub mod sky;
 pub mod stdstars;
+pub mod templates;
 
 /// Options every binary accepts.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +112,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
         crate::cli::stdstars::StdStarsOpts::command().name("spx-stdstars"),
         crate::cli::fluxcal::FluxCalOpts::command().name("spx-fluxcal"),
+        crate::cli::templates::TemplatesOpts::command().name("spx-templates"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())

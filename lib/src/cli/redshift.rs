@@ -31,6 +31,7 @@ pub struct RedshiftOpts {
     #[arg(short = 'o', long = "outfile", value_name = "REDROCK")]
     pub outfile: PathBuf,
     /// Template set: a list file (.txt), a directory of rrtemplate-*.fits, or one file
+    /// (default: spx's own set, see spx-templates)
     #[arg(short = 't', long, env = "RR_TEMPLATE_DIR", value_name = "DIR_OR_LIST")]
     pub templates: Option<PathBuf>,
     /// Also write the χ²(z) scans (Z_<key>, ZCHI2_<key>, PENALTY_<key> per template)
@@ -115,9 +116,11 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     if ids.is_empty() {
         bail!("{}: no targets to fit", opts.infile.display());
     }
+    // Without --templates: spx's own default set (spx-templates), shipped with spx.
     let tpath = opts
         .templates
         .clone()
+        .or_else(crate::templates::default_template_dir)
         .context("no templates: give --templates DIR_OR_LIST (or set RR_TEMPLATE_DIR)")?;
     let mut templates = load_templates(&tpath)?;
     for t in templates.iter_mut().filter(|t| t.default_grid) {

@@ -354,6 +354,94 @@ pub fn load_templates(path: &Path) -> Result<Vec<Template>> {
         .collect()
 }
 
+/// Writing templates in redrock's format (used by `spx-templates`).
+impl IgmModel {
+    /// The RRIGM keyword value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgmModel::None => "None",
+            IgmModel::Calura12 => "Calura12",
+            IgmModel::Kamble20 => "Kamble20",
+            IgmModel::Inoue14 => "Inoue14",
+        }
+    }
+}
+
+impl Template {
+    /// Writes the template as redrock reads it: primary image `BASIS_VECTORS` float64
+    /// `[nbasis, nwave]` with CRVAL1/CDELT1 (log10 Angstrom and `LOGLAM = 1` when `wave` is
+    /// log-uniform, Angstrom otherwise), RRTYPE, RRSUBTYP, VERSION, RRMETHOD, RRIGM, RRVER and
+    /// the `extra` string keywords; a `REDSHIFTS` image unless the grid is the type's default.
+    pub fn write(
+        &self,
+        path: &Path,
+        prov: &super::fits::Provenance,
+        extra: &[(&str, String)],
+    ) -> Result<PathBuf> {
+        let n = self.wave.len();
+        let bad = |m: &str| FitsError::hdu(path, "BASIS_VECTORS", m.to_string());
+        if n < 2 || self.nbasis == 0 || self.flux.len() != n * self.nbasis {
+            return Err(bad("basis shape does not match the wavelength grid"));
+        }
+        if self.flux.iter().any(|v| !v.is_finite()) {
+            return Err(bad("basis vectors contain NaN or Inf"));
+        }
+        // Uniform if every sample lies within 1e-6 of a step of its predicted place.
+        let uniform = |x: &[f64]| -> Option<(f64, f64)> {
+            let d = (x[n - 1] - x[0]) / (n - 1) as f64;
+            let ok = d > 0.0
+                && x.iter()
+                    .enumerate()
+                    .all(|(k, v)| (v - (x[0] + k as f64 * d)).abs() <= 1e-6 * d);
+            ok.then_some((x[0], d))
+        };
+        let logw: Vec<f64> = self.wave.iter().map(|w| w.log10()).collect();
+        let (crval, cdelt, loglam) = if let Some((c, d)) = uniform(&logw) {
+            (c, d, true)
+        } else if let Some((c, d)) = uniform(&self.wave) {
+            (c, d, false)
+        } else {
+            return Err(bad("wavelength grid is neither linear nor log-uniform"));
+        };
+        let mut data = vec![0.0f64; self.nbasis * n];
+        for k in 0..self.nbasis {
+            for j in 0..n {
+                data[k * n + j] = self.flux[j * self.nbasis + k];
+            }
+        }
+        let mut w = super::fits::FitsWriter::create_with_primary_image(
+            path,
+            prov,
+            "BASIS_VECTORS",
+            &[self.nbasis, n],
+            &data,
+        )?;
+        w.key("CRVAL1", crval)?;
+        w.key("CDELT1", cdelt)?;
+        w.key("CRPIX1", 1i64)?;
+        if loglam {
+            w.key("LOGLAM", 1i64)?;
+            w.key("CTYPE1", "log10(wavelength)")?;
+        } else {
+            w.key("CTYPE1", "wavelength")?;
+        }
+        w.key("BUNIT", "arbitrary")?;
+        w.key("RRTYPE", self.spectype.as_str())?;
+        w.key("RRSUBTYP", self.subtype.as_str())?;
+        w.key("VERSION", self.version.as_str())?;
+        w.key("RRMETHOD", self.method.as_str())?;
+        w.key("RRIGM", self.igm.as_str())?;
+        w.key("RRVER", concat!("spx-", env!("CARGO_PKG_VERSION")))?;
+        for (k, v) in extra {
+            w.key(k, v.as_str())?;
+        }
+        if !self.default_grid {
+            w.image("REDSHIFTS", &[self.redshifts.len()], &self.redshifts)?;
+        }
+        w.commit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
