@@ -40,7 +40,20 @@ impl Gauss {
 
 /// The mini r0 PSF: nominal, or moved by (dx, dy) + tilt/stretch with widths scaled.
 fn mini_psf(dx: f64, dy: f64, tilt: f64, stretch: f64, sx: f64, sy: f64) -> GaussHermitePsf {
-    let inst = Instrument::preset("mini").unwrap();
+    preset_psf("mini", dx, dy, tilt, stretch, sx, sy)
+}
+
+/// The r0 PSF of instrument `preset`, moved and scaled as [`mini_psf`].
+fn preset_psf(
+    preset: &str,
+    dx: f64,
+    dy: f64,
+    tilt: f64,
+    stretch: f64,
+    sx: f64,
+    sy: f64,
+) -> GaussHermitePsf {
+    let inst = Instrument::preset(preset).unwrap();
     let (cam, _) = inst.camera("r0").unwrap();
     let p = &cam.psf;
     let (nx, ny) = (cam.ccd.nx, cam.ccd.ny);
@@ -143,13 +156,13 @@ fn noisy(model: &Array2<f64>, seed: u64, header: Header) -> PreprocImage {
 fn header(obstype: &str, expid: i64) -> Header {
     let mut h = Header::default();
     h.set("CAMERA", HeaderValue::Str("r0".into()));
-    h.set("INSTRUME", HeaderValue::Str("mini".into()));
     h.set("OBSTYPE", HeaderValue::Str(obstype.into()));
     h.set("EXPID", HeaderValue::Int(expid));
     h
 }
 
-/// Arc lines of the mini lamps as the fitter sees them (wavelength, expected rate).
+/// Arc lines of the lamps as the fitter sees them (wavelength, expected rate); the `mini` and
+/// `desi` presets have the same lamps.
 fn arc_lines(psf: &GaussHermitePsf) -> Vec<(f64, f64)> {
     let inst = Instrument::preset("mini").unwrap();
     let (w0, w1) = psf.wrange_any();
@@ -596,4 +609,41 @@ fn bad_input_names_the_file() {
         run_psf(&["-o", out.to_str().unwrap()]).status.code(),
         Some(1)
     );
+}
+
+/// Inputs of scripts/bench-psf: a full-size `desi` r0 arc and flat made from the truth PSF, the
+/// nominal PSF to start from, and the truth, in `$SPX_BENCH_DIR`.
+#[test]
+#[ignore]
+fn desi_bench_inputs() {
+    let dir = PathBuf::from(std::env::var("SPX_BENCH_DIR").expect("SPX_BENCH_DIR"));
+    let truth = preset_psf("desi", 0.7, -0.9, 0.2, -0.25, 1.03, 0.97);
+    let nominal = preset_psf("desi", 0.0, 0.0, 0.0, 0.0, 1.0, 1.0);
+    write_img(
+        &dir,
+        "preproc-arc.fits",
+        &arc_image(&truth, 40000.0, &[], |_| false, 51),
+    );
+    write_img(
+        &dir,
+        "preproc-flat.fits",
+        &flat_image(&truth, 3000.0, &[], 52),
+    );
+    write_psf(&dir, "psf-nominal.fits", &nominal);
+    write_psf(&dir, "psf-truth.fits", &truth);
+}
+
+/// Accuracy of the benchmark's fit against the truth (printed by scripts/bench-psf).
+#[test]
+#[ignore]
+fn desi_bench_check() {
+    let dir = PathBuf::from(std::env::var("SPX_BENCH_DIR").expect("SPX_BENCH_DIR"));
+    let truth = spx::io::psf::read(dir.join("psf-truth.fits")).unwrap();
+    let fit = spx::io::psf::read(dir.join("psf-fit.fits")).unwrap();
+    let all: Vec<usize> = (0..truth.nfiber()).collect();
+    let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
+    let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
+    let es = max_rel_sigma(&fit, &truth, &all);
+    let bad = status_row(&fit).iter().filter(|&&s| s != 0.0).count();
+    println!("desi r0: x rms {ex:.4} px, y rms {ey:.4} px, max |sigma/truth - 1| {es:.4}, {bad} fibers with STATUS != 0");
 }
