@@ -107,3 +107,87 @@ fn frame_reader_names_file_and_hdu() {
         eprintln!("{msg}");
     }
 }
+
+/// The binaries that read a frame (`-i FRAME -o OUT`): each bad frame gives exit code 1, one
+/// error line naming the file and HDU, and no output file (nor a temporary one) at all.
+#[test]
+fn frame_reading_binaries_fail_cleanly() {
+    let inputs = tempfile::tempdir().unwrap();
+    let bad = bad_frames(inputs.path());
+    for bin in ["spx-sky", "spx-fiberflat"] {
+        for (path, hdu) in &bad {
+            let outdir = tempfile::tempdir().unwrap();
+            let outfile = outdir.path().join("out.fits");
+            let out = common::bin(bin)
+                .arg("-i")
+                .arg(path)
+                .arg("-o")
+                .arg(&outfile)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{bin} -i {}", path.display());
+            assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+            let lines: Vec<&str> = err.lines().collect();
+            assert_eq!(lines.len(), 1, "{what}: one line, got {err}");
+            assert!(
+                lines[0].starts_with(&format!("{bin}: error: ")),
+                "{what}: {err}"
+            );
+            assert!(
+                lines[0].contains(&*path.to_string_lossy()),
+                "{what}: names the file: {err}"
+            );
+            if let Some(hdu) = hdu {
+                assert!(lines[0].contains(hdu), "{what}: names HDU {hdu}: {err}");
+            }
+            let left: Vec<_> = std::fs::read_dir(outdir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{what}: left {left:?}");
+        }
+    }
+}
+
+/// A PSF of a type spx does not evaluate: a one-line error naming the file, the HDU and the
+/// PSFTYPE (the bad-input list). spx-inspect still names it a psf.
+#[test]
+fn psf_reader_refuses_unknown_psftype() {
+    let Some(src) = spx::testsupport::shared_file("psf/psf-r0-00067784.fits") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("psf-spotgrid.fits");
+    // Rewrite the PSFTYPE cards in place (same length, so the file layout is unchanged).
+    let mut bytes = std::fs::read(&src).unwrap();
+    let (from, to) = (b"'GAUSS-HERMITE'", b"'SPOTGRID'     ");
+    let at: Vec<usize> = bytes
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| w == from)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!at.is_empty(), "no PSFTYPE card found");
+    for i in at {
+        bytes[i..i + from.len()].copy_from_slice(to);
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = spx::io::psf::read(&path).expect_err("accepted").to_string();
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    assert!(
+        msg.contains(&*path.to_string_lossy())
+            && msg.contains("PSFTYPE")
+            && msg.contains("SPOTGRID"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("[XTRACE]") || msg.contains("[PSF]"),
+        "names the HDU: {msg}"
+    );
+    let out = common::bin("spx-inspect")
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["kind"], "psf");
+}

@@ -420,3 +420,345 @@ fn spx_frame_has_desispec_on_disk_types() {
         assert_eq!(ours.header(key), theirs.header(key), "{key}");
     }
 }
+
+/// `got` (as a DESI reader returned it) equals `want` at the precision it is stored in: the
+/// f64 value itself, or its f32 rounding for an f32 HDU.
+fn assert_stored_equal(what: &str, got: &[f64], want: impl IntoIterator<Item = f64>) {
+    let want: Vec<f64> = want.into_iter().collect();
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let as_f32 = |v: f64| f64::from(v as f32);
+    let exact = got.iter().zip(&want).all(|(g, w)| g == w);
+    if !exact {
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != as_f32(want[i])) {
+            panic!("{what}: element {i} is {}, spx wrote {}", got[i], want[i]);
+        }
+    }
+}
+
+/// Values that are not exactly representable in f32, so a precision loss beyond the
+/// storage type shows.
+fn wiggly(ns: usize, nw: usize, scale: f64) -> Array2<f64> {
+    Array2::from_shape_fn((ns, nw), |(i, j)| {
+        scale * (1.0 + 0.1 * i as f64 + 0.013 * (0.7 * j as f64).sin()) + 1.0 / 3.0
+    })
+}
+
+#[test]
+fn spx_sky_reads_back_in_desispec() {
+    use spx::io::sky::SkyModel;
+    let (ns, nw) = (5, 40);
+    let mut mask = Array2::zeros((ns, nw));
+    mask[[3, 7]] = spx::maskbits::specmask::BADSKY;
+    let mut header = Header::default();
+    header.set("CAMERA", "r2".into());
+    header.set("EXPID", 99i64.into());
+    let sky = SkyModel {
+        wave: Array1::from_iter((0..nw).map(|j| 5760.0 + 0.8 * j as f64)),
+        flux: wiggly(ns, nw, 50.0),
+        ivar: wiggly(ns, nw, 0.02),
+        mask,
+        stat_ivar: Some(wiggly(ns, nw, 0.03)),
+        throughput_corrections: Some(Array1::from_iter((0..ns).map(|i| 1.0 + 0.01 * i as f64))),
+        throughput_corrections_model: Some(Array1::ones(ns)),
+        skytargetid: Some(vec![11, 12]),
+        header,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sky-r2-00000099.fits");
+    sky.write(&path, &Provenance::default()).unwrap();
+    let Some(d) = desi_read("sky", &path) else {
+        return;
+    };
+    assert_eq!(d.info("nspec"), ns);
+    assert_stored_equal("WAVELENGTH", &d.array("wave").1, sky.wave.iter().copied());
+    assert_stored_equal("SKY", &d.array("flux").1, sky.flux.iter().copied());
+    assert_stored_equal("IVAR", &d.array("ivar").1, sky.ivar.iter().copied());
+    let stat = sky.stat_ivar.as_ref().unwrap();
+    assert_stored_equal("STATIVAR", &d.array("stat_ivar").1, stat.iter().copied());
+    let tp = sky.throughput_corrections.as_ref().unwrap();
+    assert_stored_equal(
+        "THRPUTCORR",
+        &d.array("throughput_corrections").1,
+        tp.iter().copied(),
+    );
+    let mask: Vec<f64> = sky.mask.iter().map(|&m| f64::from(m)).collect();
+    assert_eq!(d.array("mask").1, mask, "MASK");
+    assert_eq!(d.header("CAMERA"), "r2");
+}
+
+#[test]
+fn spx_fiberflat_reads_back_in_desispec() {
+    use spx::io::fiberflat::FiberFlat;
+    let (ns, nw) = (4, 30);
+    let mut mask = Array2::zeros((ns, nw));
+    mask[[1, 2]] = spx::maskbits::specmask::BADFIBERFLAT;
+    let mut header = Header::default();
+    header.set("CAMERA", "z0".into());
+    let ff = FiberFlat {
+        wave: Array1::from_iter((0..nw).map(|j| 7520.0 + 0.8 * j as f64)),
+        fiberflat: wiggly(ns, nw, 1.0),
+        ivar: wiggly(ns, nw, 1e4),
+        mask,
+        meanspec: Array1::from_iter((0..nw).map(|j| 1000.0 + j as f64 / 3.0)),
+        chi2pdf: Some(1.25),
+        fibermap: None,
+        header,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fiberflat-z0-00000012.fits");
+    ff.write(&path, &Provenance::default()).unwrap();
+    let Some(d) = desi_read("fiberflat", &path) else {
+        return;
+    };
+    assert_eq!(d.info("nspec"), ns);
+    assert_eq!(d.info("nwave"), nw);
+    assert_stored_equal("WAVELENGTH", &d.array("wave").1, ff.wave.iter().copied());
+    assert_stored_equal(
+        "FIBERFLAT",
+        &d.array("fiberflat").1,
+        ff.fiberflat.iter().copied(),
+    );
+    assert_stored_equal("IVAR", &d.array("ivar").1, ff.ivar.iter().copied());
+    assert_stored_equal(
+        "MEANSPEC",
+        &d.array("meanspec").1,
+        ff.meanspec.iter().copied(),
+    );
+    let mask: Vec<f64> = ff.mask.iter().map(|&m| f64::from(m)).collect();
+    assert_eq!(d.array("mask").1, mask, "MASK");
+    assert_eq!(d.header("CAMERA"), "z0");
+    assert_eq!(d.header("CHI2PDF"), 1.25);
+}
+
+#[test]
+fn spx_preproc_reads_back_in_desispec() {
+    use spx::io::preproc::PreprocImage;
+    let (ny, nx) = (12, 9);
+    let f32s = |a: Array2<f64>| a.mapv(|v| v as f32);
+    let mut mask = Array2::zeros((ny, nx));
+    mask[[4, 5]] = 1u32; // ccdmask BAD
+    let mut header = Header::default();
+    header.set("CAMERA", "b3".into());
+    header.set("EXPID", 5i64.into());
+    let img = PreprocImage {
+        image: f32s(wiggly(ny, nx, 100.0)),
+        ivar: f32s(wiggly(ny, nx, 0.01)),
+        mask,
+        readnoise: Some(f32s(wiggly(ny, nx, 3.0))),
+        header,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("preproc-b3-00000005.fits");
+    spx::io::preproc::write(&path, &img, &Provenance::default()).unwrap();
+    let Some(d) = desi_read("image", &path) else {
+        return;
+    };
+    assert_eq!(d.info("camera"), "b3");
+    let (shape, pix) = d.array("pix");
+    assert_eq!(shape, vec![ny, nx], "numpy order [NAXIS2, NAXIS1]");
+    assert_stored_equal("IMAGE", &pix, img.image.iter().map(|&v| f64::from(v)));
+    assert_stored_equal(
+        "IVAR",
+        &d.array("ivar").1,
+        img.ivar.iter().map(|&v| f64::from(v)),
+    );
+    let rn = img.readnoise.as_ref().unwrap();
+    assert_stored_equal(
+        "READNOISE",
+        &d.array("readnoise").1,
+        rn.iter().map(|&v| f64::from(v)),
+    );
+    let mask: Vec<f64> = img.mask.iter().map(|&m| f64::from(m)).collect();
+    assert_eq!(d.array("mask").1, mask, "MASK");
+}
+
+#[test]
+fn spx_spectra_read_back_in_desispec() {
+    use spx::io::spectra::{Band, Spectra, Table as SpecTable};
+    let (ns, nd) = (3, 11);
+    let bands: Vec<Band> = [("b", 3600.0, 25), ("r", 5760.0, 20)]
+        .iter()
+        .map(|&(name, w0, nw)| {
+            let mut res = Array3::zeros((ns, nd, nw));
+            for i in 0..ns {
+                res.index_axis_mut(Axis(0), i)
+                    .assign(&asymmetric_band(i, nw, nd));
+            }
+            Band {
+                name: name.to_string(),
+                wave: (0..nw).map(|j| w0 + 0.8 * j as f64).collect(),
+                flux: wiggly(ns, nw, 10.0).mapv(|v| v as f32),
+                ivar: wiggly(ns, nw, 0.5).mapv(|v| v as f32),
+                mask: Some(Array2::from_shape_fn((ns, nw), |(i, j)| {
+                    ((i + j) % 7 == 0) as i32
+                })),
+                resolution: res.mapv(|v| v as f32),
+            }
+        })
+        .collect();
+    let fibermap = SpecTable {
+        columns: vec![
+            Column::new("TARGETID", ColumnData::I64(vec![101, 102, 101])),
+            Column::new("FIBER", ColumnData::I32(vec![10, 11, 10])),
+            Column::new("EXPID", ColumnData::I32(vec![1, 1, 2])),
+        ],
+    };
+    let sp = Spectra {
+        bands,
+        fibermap,
+        exp_fibermap: None,
+        scores: None,
+        header: vec![("SPGRP".into(), "healpix".into())],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spectra-test.fits");
+    sp.write(&path, &Provenance::default()).unwrap();
+    let Some(d) = desi_read("spectra", &path) else {
+        return;
+    };
+    assert_eq!(d.info("bands"), &serde_json::json!(["b", "r"]));
+    assert_eq!(d.info("nspec"), ns);
+    for b in &sp.bands {
+        let n = &b.name;
+        assert_eq!(
+            d.array(&format!("{n}_wave")).1,
+            b.wave,
+            "{n} WAVELENGTH (f8)"
+        );
+        let f = |a: &Array2<f32>| a.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+        assert_eq!(d.array(&format!("{n}_flux")).1, f(&b.flux), "{n} FLUX");
+        assert_eq!(d.array(&format!("{n}_ivar")).1, f(&b.ivar), "{n} IVAR");
+        let m: Vec<f64> = b
+            .mask
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        assert_eq!(d.array(&format!("{n}_mask")).1, m, "{n} MASK");
+        let (shape, r) = d.array(&format!("{n}_resolution"));
+        assert_eq!(shape, b.resolution.shape(), "{n} RESOLUTION shape");
+        let want: Vec<f64> = b.resolution.iter().map(|&v| f64::from(v)).collect();
+        assert_eq!(r, want, "{n} RESOLUTION");
+    }
+    let (_, tid) = d.array("col_TARGETID");
+    assert_eq!(tid, vec![101.0, 102.0, 101.0]);
+    assert_eq!(d.header("SPGRP"), "healpix");
+}
+
+/// `got` equals astropy's values of HDU `hdu` exactly, shape included.
+fn assert_same_as_astropy(d: &Dump, what: &str, hdu: &str, shape: &[usize], got: &[f64]) {
+    let (s, want) = d.array(hdu);
+    assert_eq!(s, shape, "{what}[{hdu}] shape");
+    if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
+        panic!(
+            "{what}[{hdu}] element {i}: spx {} astropy {}",
+            got[i], want[i]
+        );
+    }
+}
+
+#[test]
+fn spx_reads_desispec_sky_as_astropy_does() {
+    let rel = "sky/sky-ref.fits";
+    let Some(path) = shared_file(rel) else { return };
+    let sky = spx::io::sky::SkyModel::read(&path).unwrap();
+    let Some(d) = desi_read("astropy", &path) else {
+        return;
+    };
+    let (ns, nw) = sky.flux.dim();
+    let v = |a: &Array2<f64>| a.iter().copied().collect::<Vec<_>>();
+    assert_same_as_astropy(&d, rel, "SKY", &[ns, nw], &v(&sky.flux));
+    assert_same_as_astropy(&d, rel, "IVAR", &[ns, nw], &v(&sky.ivar));
+    let mask: Vec<f64> = sky.mask.iter().map(|&m| f64::from(m)).collect();
+    assert_same_as_astropy(&d, rel, "MASK", &[ns, nw], &mask);
+    assert_same_as_astropy(&d, rel, "WAVELENGTH", &[nw], &sky.wave.to_vec());
+    let stat = sky.stat_ivar.as_ref().expect("sky-ref has STATIVAR");
+    assert_same_as_astropy(&d, rel, "STATIVAR", &[ns, nw], &v(stat));
+    let tp = sky
+        .throughput_corrections
+        .as_ref()
+        .expect("sky-ref has THRPUTCORR");
+    assert_same_as_astropy(&d, rel, "THRPUTCORR", &[ns], &tp.to_vec());
+    let tid: Vec<f64> = sky
+        .skytargetid
+        .as_ref()
+        .expect("SKYTARGETID")
+        .iter()
+        .map(|&t| t as f64)
+        .collect();
+    assert_same_as_astropy(&d, rel, "SKYTARGETID", &[tid.len()], &tid);
+}
+
+#[test]
+fn spx_reads_desispec_spectra_as_astropy_does() {
+    let rel = "redshift/spectra-30.fits";
+    let Some(path) = shared_file(rel) else { return };
+    let sp = spx::io::spectra::Spectra::read(&path).unwrap();
+    let Some(d) = desi_read("astropy", &path) else {
+        return;
+    };
+    let names: Vec<&str> = sp.bands.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["b", "r", "z"]);
+    let ns = sp.nspec();
+    assert_eq!(ns, 30);
+    for b in &sp.bands {
+        let u = b.name.to_uppercase();
+        let nw = b.wave.len();
+        let f = |a: &Array2<f32>| a.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+        assert_same_as_astropy(&d, rel, &format!("{u}_WAVELENGTH"), &[nw], &b.wave);
+        assert_same_as_astropy(&d, rel, &format!("{u}_FLUX"), &[ns, nw], &f(&b.flux));
+        assert_same_as_astropy(&d, rel, &format!("{u}_IVAR"), &[ns, nw], &f(&b.ivar));
+        let m: Vec<f64> = b
+            .mask
+            .as_ref()
+            .expect("MASK")
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        assert_same_as_astropy(&d, rel, &format!("{u}_MASK"), &[ns, nw], &m);
+        let r: Vec<f64> = b.resolution.iter().map(|&v| f64::from(v)).collect();
+        let nd = b.resolution.dim().1;
+        assert_same_as_astropy(&d, rel, &format!("{u}_RESOLUTION"), &[ns, nd, nw], &r);
+    }
+    let tid: Vec<f64> = sp.targetids().iter().map(|&t| t as f64).collect();
+    assert_eq!(d.array("FIBERMAP.col_TARGETID").1, tid, "FIBERMAP TARGETID");
+}
+
+#[test]
+fn spx_reads_desispec_preproc_as_desispec_does() {
+    let rel = "extract/preproc-noisy.fits";
+    let Some(path) = shared_file(rel) else { return };
+    let img = spx::io::preproc::read(&path).unwrap();
+    let Some(d) = desi_read("preproc_litbox", &path) else {
+        return;
+    };
+    let (ny, nx) = img.image.dim();
+    assert_eq!(d.info("shape"), &serde_json::json!([ny, nx]));
+    let bx: Vec<usize> = serde_json::from_value(d.info("box").clone()).unwrap();
+    let sub = |a: &Array2<f32>| {
+        a.slice(ndarray::s![bx[0]..bx[1], bx[2]..bx[3]])
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect::<Vec<_>>()
+    };
+    let shape = [bx[1] - bx[0], bx[3] - bx[2]];
+    let (s, pix) = d.array("pix_box");
+    assert_eq!(s, shape);
+    assert_eq!(pix, sub(&img.image), "IMAGE in the lit box");
+    assert_eq!(d.array("ivar_box").1, sub(&img.ivar), "IVAR in the lit box");
+    // Whole-CCD sums: the same f32 values summed in f64 in another order (numpy pairwise,
+    // here sequential) agree to ~n·ε ≈ 1.7e7 · 1.1e-16 ≈ 2e-9 relative at worst.
+    let sum = |a: &Array2<f32>| a.iter().map(|&v| f64::from(v)).sum::<f64>();
+    for (name, ours) in [("pix_sum", sum(&img.image)), ("ivar_sum", sum(&img.ivar))] {
+        let theirs = d.info(name).as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() <= 2e-9 * theirs.abs(),
+            "{name}: {ours} vs {theirs}"
+        );
+    }
+    assert_eq!(
+        d.info("mask_nonzero"),
+        img.mask.iter().filter(|&&m| m != 0).count()
+    );
+}

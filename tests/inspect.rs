@@ -339,8 +339,36 @@ fn bad_input_is_one_line_naming_the_file() {
     std::fs::write(&text, "these are not FITS\n").unwrap();
     let empty = dir.path().join("empty.fits");
     std::fs::write(&empty, "").unwrap();
+    // Cut inside the last HDU's header (FIBERMAP: one 2880-byte header block, one data
+    // block): cfitsio then just sees one HDU fewer.
+    let last_header_cut = dir.path().join("last-header-cut.fits");
+    std::fs::write(&last_header_cut, &bytes[..bytes.len() - 2880 - 1000]).unwrap();
     let missing = dir.path().join("missing.fits");
-    for bad in [&truncated, &header_cut, &text, &empty, &missing] {
+    let mut bad_files = vec![
+        &truncated,
+        &header_cut,
+        &last_header_cut,
+        &text,
+        &empty,
+        &missing,
+    ];
+    // A gzip-compressed file (DESI's default) cut short: cfitsio inflates what is there
+    // without complaint; the gzip trailer gives it away.
+    let gz = dir.path().join("frame.fits.gz");
+    let gz_cut = dir.path().join("frame-cut.fits.gz");
+    // gzip is an essential package on Debian (scripts/setup's target).
+    let o = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::write(&gz, &o.stdout).unwrap();
+    std::fs::write(&gz_cut, &o.stdout[..o.stdout.len() * 2 / 3]).unwrap();
+    bad_files.push(&gz_cut);
+    let r = inspect_json(&[&gz]);
+    assert_eq!(r[0]["kind"], "frame", "a whole .fits.gz is fine");
+    for bad in bad_files {
         let out = common::bin("spx-inspect").arg(bad).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{}: {err}", bad.display());
@@ -363,4 +391,312 @@ fn bad_input_is_one_line_naming_the_file() {
         "{err}"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("frame-z3-00000077.fits: frame"));
+}
+
+/// Minimal files of the kinds absent from ../shared/data, laid out as the DESI data model
+/// says (reference/calibration.md §1.5, §2.4, §3.9, §4.4, §5), under names that do not give
+/// the kind away.
+#[test]
+fn synthetic_files_of_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let prov = Provenance::default();
+    let (ns, nw) = (3usize, 10usize);
+    let f4 = |n: usize, v: f32| vec![v; n];
+    let wave: Vec<f64> = (0..nw).map(|j| 5000.0 + j as f64).collect();
+    let fibermap = || {
+        Table::new(vec![
+            Column::new("TARGETID", ColumnData::I64(vec![7, 8, 7])),
+            Column::new("FIBER", ColumnData::I32(vec![0, 1, 2])),
+            Column::new(
+                "OBJTYPE",
+                ColumnData::Str(vec!["TGT".into(), "SKY".into(), "TGT".into()]),
+            ),
+        ])
+        .unwrap()
+    };
+    let mut files: Vec<(PathBuf, &str)> = Vec::new();
+    let mut new = |name: &str, kind: &'static str| {
+        let p = dir.path().join(name);
+        files.push((p.clone(), kind));
+        p
+    };
+
+    // raw: one integer image per camera, plus the SPEC header HDU.
+    let mut w = FitsWriter::create(new("a.fits", "raw"), &prov).unwrap();
+    w.image("SPEC", &[0], &[0u8; 0]).unwrap();
+    w.image("B0", &[4, 6], &[1000i32; 24]).unwrap();
+    w.image("R0", &[4, 6], &[2000i32; 24]).unwrap();
+    w.commit().unwrap();
+
+    // preproc with a READNOISE image (median 2.5).
+    let p = new("b.fits", "preproc");
+    let mut w =
+        FitsWriter::create_with_primary_image(&p, &prov, "IMAGE", &[4, 5], &f4(20, 3.0)).unwrap();
+    w.key("CAMERA", "b0").unwrap();
+    w.image("IVAR", &[4, 5], &f4(20, 1.0)).unwrap();
+    w.image("MASK", &[4, 5], &[0i16; 20]).unwrap();
+    w.image("READNOISE", &[4, 5], &f4(20, 2.5)).unwrap();
+    w.commit().unwrap();
+
+    for (name, main, kind) in [
+        ("c.fits", "FIBERFLAT", "fiberflat"),
+        ("d.fits", "SKY", "sky"),
+        ("e.fits", "FLUXCALIB", "fluxcalib"),
+    ] {
+        let p = new(name, kind);
+        let mut w =
+            FitsWriter::create_with_primary_image(&p, &prov, main, &[ns, nw], &f4(ns * nw, 2.0))
+                .unwrap();
+        w.image("IVAR", &[ns, nw], &f4(ns * nw, 1.0)).unwrap();
+        w.image("MASK", &[ns, nw], &vec![0u32; ns * nw]).unwrap();
+        w.image("WAVELENGTH", &[nw], &wave).unwrap();
+        w.commit().unwrap();
+    }
+
+    // stdstars: FLUX, WAVELENGTH, FIBERS, METADATA.
+    let p = new("f.fits", "stdstars");
+    let mut w =
+        FitsWriter::create_with_primary_image(&p, &prov, "FLUX", &[2, nw], &f4(2 * nw, 1.0))
+            .unwrap();
+    w.image("WAVELENGTH", &[nw], &wave).unwrap();
+    w.image("FIBERS", &[2], &[3i32, 17]).unwrap();
+    w.table(
+        "METADATA",
+        &[Column::new("LOGG", ColumnData::F64(vec![4.0, 4.5]))],
+    )
+    .unwrap();
+    w.commit().unwrap();
+
+    // spectra and coadd: band HDUs; the coadd has EXP_FIBERMAP.
+    for (name, kind, coadd) in [("g.fits", "spectra", false), ("h.fits", "coadd", true)] {
+        let p = new(name, kind);
+        let mut w = FitsWriter::create(&p, &prov).unwrap();
+        fibermap().write(&mut w, "FIBERMAP").unwrap();
+        if coadd {
+            fibermap().write(&mut w, "EXP_FIBERMAP").unwrap();
+        }
+        for b in ["B", "R"] {
+            w.image(&format!("{b}_WAVELENGTH"), &[nw], &wave).unwrap();
+            w.image(&format!("{b}_FLUX"), &[ns, nw], &f4(ns * nw, 4.0))
+                .unwrap();
+            w.image(&format!("{b}_IVAR"), &[ns, nw], &f4(ns * nw, 0.25))
+                .unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    // A bare fibermap file.
+    let p = new("i.fits", "fibermap");
+    let mut w = FitsWriter::create(&p, &prov).unwrap();
+    fibermap().write(&mut w, "FIBERMAP").unwrap();
+    w.commit().unwrap();
+
+    // Frame flavours from their provenance keywords.
+    for (name, key, kind) in [
+        ("j.fits", "FIBERFLT", "fframe"),
+        ("k.fits", "IN_SKY", "sframe"),
+    ] {
+        let p = new(name, kind);
+        let mut f = known_frame(None);
+        f.header
+            .set("FIBERFLT", "fiberflat-z3-00000077.fits".into());
+        if key == "IN_SKY" {
+            f.header.set("IN_SKY", "sky-z3-00000077.fits".into());
+        }
+        f.write(&p, &prov).unwrap();
+    }
+
+    // A PSF of a type spx does not evaluate is still a PSF.
+    let p = new("l.fits", "psf");
+    let mut w =
+        FitsWriter::create_with_primary_image(&p, &prov, "XTRACE", &[2, 3], &[0.0f64; 6]).unwrap();
+    w.key("PSFTYPE", "SPOTGRID").unwrap();
+    w.image("YTRACE", &[2, 3], &[0.0f64; 6]).unwrap();
+    w.commit().unwrap();
+
+    let paths: Vec<&Path> = files.iter().map(|(p, _)| p.as_path()).collect();
+    let reports = inspect_json(&paths);
+    for ((p, kind), r) in files.iter().zip(&reports) {
+        assert_eq!(r["kind"], *kind, "{}", p.display());
+    }
+    let s = |i: usize, k: &str| reports[i]["stats"][k].clone();
+    assert_eq!(s(0, "cameras"), serde_json::json!(["b0", "r0"]));
+    assert_eq!(s(0, "r0_median_adu"), 2000.0);
+    assert_eq!(s(1, "read_noise"), 2.5);
+    assert_eq!(s(2, "median_fiberflat"), 2.0);
+    assert_eq!(s(3, "median_sky"), 2.0);
+    assert_eq!(s(5, "nstars"), 2);
+    assert_eq!(s(5, "fibers"), serde_json::json!([3, 17]));
+    assert_eq!(s(6, "bands"), serde_json::json!(["b", "r"]));
+    assert_eq!(s(6, "targets"), 2, "TARGETID 7 appears twice");
+    // S/N = 4·√0.25 = 2 everywhere.
+    assert_eq!(
+        s(7, "r_median_snr_per_fiber"),
+        serde_json::json!({"min": 2.0, "median": 2.0, "max": 2.0})
+    );
+    assert_eq!(s(8, "objtypes"), serde_json::json!({"SKY": 1, "TGT": 2}));
+    let keys: Vec<(String, String)> = serde_json::from_value(reports[11]["keys"].clone()).unwrap();
+    assert!(keys.contains(&("PSFTYPE".into(), "SPOTGRID".into())));
+}
+
+/// `--long` lists every column with its TFORM and every header card.
+#[test]
+fn long_listing_shows_all_columns_and_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frame-z3-00000077.fits");
+    known_frame(None)
+        .write(&path, &Provenance::default())
+        .unwrap();
+    let out = common::bin("spx-inspect")
+        .args(["--long", "--no-stats"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("TARGETID(1K) FIBER(1J) OBJTYPE(3A)"),
+        "{text}"
+    );
+    assert!(text.contains("EXPID    = 77"), "{text}");
+    assert!(!text.contains("stats:"), "{text}");
+}
+
+/// Files written by spx's typed writers (and re-written DESI files) get their kind.
+#[test]
+fn files_written_by_spx_writers_get_their_kind() {
+    use spx::io::fiberflat::FiberFlat;
+    use spx::io::preproc::PreprocImage;
+    use spx::io::raw::{AmpInfo, RawCamera, RawExposure, Section};
+    use spx::io::simtruth::{CameraTruth, SimTruth};
+    use spx::io::sky::SkyModel;
+    let dir = tempfile::tempdir().unwrap();
+    let prov = Provenance::default();
+    let mut files: Vec<(PathBuf, &str)> = Vec::new();
+    let (ns, nw) = (3, 12);
+    let wave = Array1::from_iter((0..nw).map(|j| 5760.0 + 0.8 * j as f64));
+    let ones = Array2::<f64>::ones((ns, nw));
+    let mut header = Header::default();
+    header.set("CAMERA", "r1".into());
+
+    let sec = |y0, y1, x0, x1| Section { y0, y1, x0, x1 };
+    let raw = RawExposure {
+        night: 20250101,
+        expid: 12,
+        flavor: "science".into(),
+        exptime: 900.0,
+        primary: Header::default(),
+        cameras: vec![RawCamera {
+            camera: "r1".into(),
+            image: Array2::from_elem((8, 12), 1000.0f32),
+            amps: vec![AmpInfo {
+                name: "A".into(),
+                gain: Some(1.5),
+                read_noise: Some(3.0),
+                saturation: None,
+                datasec: sec(0, 8, 0, 10),
+                ccdsec: sec(0, 8, 0, 10),
+                biassec: sec(0, 8, 10, 12),
+                orsec: None,
+                presec: None,
+            }],
+            header: Header::default(),
+        }],
+        fibermap: None,
+    };
+    let p = dir.path().join("1.fits");
+    raw.write(&p, &prov).unwrap();
+    files.push((p, "raw"));
+
+    let truth = SimTruth {
+        night: 20250101,
+        expid: 12,
+        flavor: "science".into(),
+        exptime: 900.0,
+        seed: 1,
+        tileid: 1000,
+        instrument: "mini".into(),
+        fibermap: None,
+        truth: None,
+        cameras: vec![CameraTruth {
+            camera: "r1".into(),
+            wave: wave.clone(),
+            phot: Array2::ones((ns, nw)),
+            skyphot: Array2::ones((ns, nw)),
+            flux: Array2::ones((ns, nw)),
+            skyflux: Array2::ones((ns, nw)),
+            calib: Array2::ones((ns, nw)),
+            image: None,
+            cosmics: None,
+            dark_electrons: 0.0,
+            nphot: 1.0,
+        }],
+    };
+    let p = dir.path().join("2.fits");
+    truth.write(&p, &prov).unwrap();
+    files.push((p, "simtruth"));
+
+    let img = PreprocImage {
+        image: Array2::from_elem((6, 5), 2.0f32),
+        ivar: Array2::from_elem((6, 5), 1.0f32),
+        mask: Array2::zeros((6, 5)),
+        readnoise: None,
+        header: header.clone(),
+    };
+    let p = dir.path().join("3.fits");
+    spx::io::preproc::write(&p, &img, &prov).unwrap();
+    files.push((p, "preproc"));
+
+    let sky = SkyModel {
+        wave: wave.clone(),
+        flux: ones.clone(),
+        ivar: ones.clone(),
+        mask: Array2::zeros((ns, nw)),
+        stat_ivar: None,
+        throughput_corrections: None,
+        throughput_corrections_model: None,
+        skytargetid: None,
+        header: header.clone(),
+    };
+    let p = dir.path().join("4.fits");
+    sky.write(&p, &prov).unwrap();
+    files.push((p, "sky"));
+
+    let ff = FiberFlat {
+        wave: wave.clone(),
+        fiberflat: ones.clone(),
+        ivar: ones.clone(),
+        mask: Array2::zeros((ns, nw)),
+        meanspec: Array1::ones(nw),
+        chi2pdf: None,
+        fibermap: None,
+        header,
+    };
+    let p = dir.path().join("5.fits");
+    ff.write(&p, &prov).unwrap();
+    files.push((p, "fiberflat"));
+
+    // DESI files read and re-written by spx keep their kind.
+    if let Some(src) = shared_file("psf/psf-r0-00051060.fits") {
+        let psf = spx::io::psf::read(&src).unwrap();
+        let p = dir.path().join("6.fits");
+        spx::io::psf::write(&p, &psf, &prov).unwrap();
+        files.push((p, "psf"));
+    }
+    if let Some(src) = shared_file("redshift/spectra-30.fits") {
+        let sp = spx::io::spectra::Spectra::read(&src).unwrap();
+        let p = dir.path().join("7.fits");
+        sp.write(&p, &prov).unwrap();
+        files.push((p, "spectra"));
+    }
+
+    let paths: Vec<&Path> = files.iter().map(|(p, _)| p.as_path()).collect();
+    let reports = inspect_json(&paths);
+    for ((p, kind), r) in files.iter().zip(&reports) {
+        assert_eq!(r["kind"], *kind, "{}", p.display());
+        assert_eq!(r["missing_hdus"], serde_json::json!([]), "{}", p.display());
+    }
+    assert_eq!(reports[0]["stats"]["cameras"], serde_json::json!(["r1"]));
+    assert_eq!(reports[1]["stats"]["cameras"], serde_json::json!(["r1"]));
+    assert_eq!(reports[1]["stats"]["r1_nwave"], nw);
 }

@@ -11,22 +11,27 @@ extern crate ndarray_linalg as _;
 pub mod banded;
 pub mod cli;
 pub mod comm;
+pub mod extract;
 pub mod fiberflat;
 pub mod inspect;
+pub mod instrument;
 pub mod io;
+pub mod linalg;
 pub mod logging;
 pub mod maskbits;
+#[cfg(feature = "mpi")]
+pub mod mpi_comm;
+pub mod preproc;
 pub mod progress;
 pub mod psf;
 pub mod psffit;
 pub mod redshift;
 pub mod resolution;
+pub mod sim;
 pub mod sky;
+pub mod speclib;
 pub mod stats;
 #[doc(hidden)]
 pub mod testsupport;
 
 pub use comm::{Comm, SingleComm};
-pub mod instrument;
-pub mod sim;
-pub mod speclib;

@@ -1,5 +1,5 @@
-//! Small robust statistics with numpy's exact conventions, so that rejection decisions made
-//! on them agree with desispec's.
+//! Small numerics helpers with numpy's and desispec's exact conventions (median, argmax,
+//! interp, allclose, combine_ivar), so that decisions made on them agree with desispec's.
 
 /// numpy `median`: the middle value, or the mean of the two middle values for an even count;
 /// NaN for an empty slice or when any value is NaN (numpy propagates NaN). Reorders `v`.
@@ -39,6 +39,40 @@ pub fn argmax(v: &[f64]) -> Option<usize> {
     best
 }
 
+/// numpy `interp` (constant extrapolation) for increasing `x`.
+pub fn interp(t: f64, x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if t <= x[0] {
+        return y[0];
+    }
+    if t >= x[n - 1] {
+        return y[n - 1];
+    }
+    let i = x.partition_point(|&v| v <= t); // x[i-1] <= t < x[i]
+    let (x0, x1, y0, y1) = (x[i - 1], x[i], y[i - 1], y[i]);
+    y0 + (t - x0) * (y1 - y0) / (x1 - x0)
+}
+
+/// desispec `combine_ivar`: `1/(1/a + 1/b)` where both are positive, else 0.
+pub fn combine_ivar(a: f64, b: f64) -> f64 {
+    if a > 0.0 && b > 0.0 {
+        1.0 / (1.0 / a + 1.0 / b)
+    } else {
+        0.0
+    }
+}
+
+/// numpy `allclose` with its default tolerances (rtol 1e-5, atol 1e-8).
+pub fn allclose(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(&x, &y)| (x - y).abs() <= 1e-8 + 1e-5 * y.abs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +85,18 @@ mod tests {
         assert!(median([1.0, f64::NAN, 0.0]).is_nan());
         assert_eq!(argmax(&[1.0, 5.0, 5.0, 2.0]), Some(1));
         assert_eq!(argmax(&[]), None);
+    }
+
+    #[test]
+    fn interp_allclose_combine_ivar() {
+        let (x, y) = ([1.0, 2.0, 4.0], [10.0, 20.0, 0.0]);
+        assert_eq!(interp(0.0, &x, &y), 10.0);
+        assert_eq!(interp(1.5, &x, &y), 15.0);
+        assert_eq!(interp(3.0, &x, &y), 10.0);
+        assert_eq!(interp(9.0, &x, &y), 0.0);
+        assert!(allclose(&[1.0, 1e4], &[1.0 + 1e-9, 1e4 + 0.05]));
+        assert!(!allclose(&[1.0], &[1.001]) && !allclose(&[1.0], &[]));
+        assert_eq!(combine_ivar(4.0, 4.0), 2.0);
+        assert_eq!(combine_ivar(0.0, 4.0), 0.0);
     }
 }

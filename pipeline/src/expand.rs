@@ -2,8 +2,9 @@
 //! `group_by` fan-in, file dependencies, `after`, and the validation errors (unknown stage,
 //! cycle, missing variable, output written twice, input nobody makes that does not exist).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::exposures::{self, Exposure};
 use crate::plan::{Plan, StageInfo, Task};
@@ -11,7 +12,45 @@ use crate::schema::{scalar_text, PipelineSpec, StageSpec};
 use crate::template::{Layered, ListKind, RenderError, Template};
 use crate::Error;
 
-type Bindings = BTreeMap<String, String>;
+// Shared strings: a task's bindings are mostly the same few values (an exposure's fields, a
+// camera) cloned into many items, so clones are reference counts, not allocations.
+type Bindings = BTreeMap<Rc<str>, Rc<str>>;
+type Macros = BTreeMap<String, String>;
+
+/// A hash map with a fast non-cryptographic hash (FxHash's multiply-rotate, 8 bytes at a
+/// time): planning a large campaign hashes hundreds of thousands of paths, and SipHash's
+/// protection against hostile keys buys nothing for our own file names.
+type HashMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(K);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn rc_map(m: &BTreeMap<String, String>) -> Bindings {
+    m.iter()
+        .map(|(k, v)| (Rc::from(k.as_str()), Rc::from(v.as_str())))
+        .collect()
+}
 
 /// How to expand.
 #[derive(Debug, Clone, Default)]
@@ -25,7 +64,7 @@ pub struct ExpandOptions {
 }
 
 /// Parses a template after inlining the macro variables.
-fn tpl(src: &str, macros: &Bindings) -> Result<Template, String> {
+fn tpl(src: &str, macros: &Macros) -> Result<Template, String> {
     Template::parse(&crate::template::inline(src, macros)?)
 }
 
@@ -45,14 +84,18 @@ pub fn parse_var(s: &str) -> Result<(String, String), Error> {
 fn resolve_variables(
     spec: &PipelineSpec,
     opts: &ExpandOptions,
-) -> Result<(Bindings, Bindings), Error> {
+) -> Result<(Bindings, Macros), Error> {
     // `--var` values are literal (a path with braces stays a path) and win over the YAML.
-    let mut done: Bindings = opts.vars.iter().cloned().collect();
+    let mut done: Bindings = opts
+        .vars
+        .iter()
+        .map(|(k, v)| (Rc::from(k.as_str()), Rc::from(v.as_str())))
+        .collect();
     // A YAML variable may use others; resolve in passes until nothing changes.
     let mut pending: Vec<(String, Template)> = spec
         .variables
         .iter()
-        .filter(|(k, _)| !done.contains_key(*k))
+        .filter(|(k, _)| !done.contains_key(k.as_str()))
         .map(|(k, v)| (k.clone(), v.0.clone()))
         .map(|(k, v)| {
             Template::parse(&v)
@@ -66,7 +109,7 @@ fn resolve_variables(
         for (k, t) in pending {
             match t.render(&done) {
                 Ok(v) => {
-                    done.insert(k, v);
+                    done.insert(k.into(), v.into());
                 }
                 Err(_) => still.push((k, t)),
             }
@@ -88,11 +131,11 @@ fn resolve_variables(
 fn load_exposures(
     spec: &PipelineSpec,
     globals: &Bindings,
-    macros: &Bindings,
+    macros: &Macros,
     opts: &ExpandOptions,
-) -> Result<Option<Vec<Exposure>>, Error> {
+) -> Result<Option<Vec<Bindings>>, Error> {
     if let Some(e) = &opts.exposures {
-        return Ok(Some(e.clone()));
+        return Ok(Some(e.iter().map(rc_map).collect()));
     }
     let render = |s: &str| -> Result<String, Error> {
         tpl(s, macros)
@@ -103,7 +146,7 @@ fn load_exposures(
     let Some(src) = &spec.exposures else {
         return Ok(None);
     };
-    Ok(Some(match (&src.raw, &src.table, &src.list) {
+    let rows: Vec<Exposure> = match (&src.raw, &src.table, &src.list) {
         (Some(d), None, None) => exposures::from_raw_dir(Path::new(&render(d)?))?,
         (None, Some(t), None) => exposures::from_table(Path::new(&render(t)?))?,
         (None, None, Some(rows)) => exposures::from_list(rows)?,
@@ -112,7 +155,8 @@ fn load_exposures(
                 "exposures: give exactly one of raw:, table: or list:".into(),
             ))
         }
-    }))
+    };
+    Ok(Some(rows.iter().map(rc_map).collect()))
 }
 
 /// A stage's templates, parsed once.
@@ -129,7 +173,7 @@ enum OptionValue {
     Values(Vec<Template>),
 }
 
-fn parse_stage(s: &StageSpec, macros: &Bindings) -> Result<Parsed, Error> {
+fn parse_stage(s: &StageSpec, macros: &Macros) -> Result<Parsed, Error> {
     let se = |m: String| Error::Stage {
         stage: s.name.clone(),
         msg: m,
@@ -218,8 +262,9 @@ fn split_list(s: &str) -> Vec<String> {
 fn derive(b: &mut Bindings) {
     if let Some(cam) = b.get("camera").cloned() {
         if let Ok(sp) = spx::io::findfile::camera_spectrograph(&cam) {
-            b.entry("spectrograph".into()).or_insert(sp.to_string());
-            b.entry("band".into()).or_insert(cam[..1].to_string());
+            b.entry("spectrograph".into())
+                .or_insert_with(|| sp.to_string().into());
+            b.entry("band".into()).or_insert_with(|| cam[..1].into());
         }
     }
 }
@@ -227,8 +272,8 @@ fn derive(b: &mut Bindings) {
 fn items_of(
     s: &StageSpec,
     globals: &Bindings,
-    macros: &Bindings,
-    exposures: Option<&[Exposure]>,
+    macros: &Macros,
+    exposures: Option<&[Bindings]>,
 ) -> Result<Vec<Item>, Error> {
     let se = |m: String| Error::Stage {
         stage: s.name.clone(),
@@ -284,11 +329,11 @@ fn items_of(
             exps.iter()
                 .filter(|e| {
                     filter.iter().all(|(k, vals)| {
-                        e.get(k)
+                        e.get(k.as_str())
                             .is_some_and(|v| vals.contains(&v.to_ascii_lowercase()))
                     })
                 })
-                .map(|e| (e.clone(), e["expid"].clone()))
+                .map(|e| (e.clone(), e["expid"].to_string()))
                 .collect()
         } else {
             let list: Vec<String> = match val {
@@ -305,7 +350,12 @@ fn items_of(
                 })?)?),
             };
             list.into_iter()
-                .map(|v| (BTreeMap::from([(dim.clone(), v.clone())]), v))
+                .map(|v| {
+                    (
+                        BTreeMap::from([(Rc::from(dim.as_str()), Rc::from(v.as_str()))]),
+                        v,
+                    )
+                })
                 .collect()
         };
         let mut next = Vec::with_capacity(items.len() * values.len());
@@ -332,8 +382,10 @@ struct Draft {
     name: String,
     b: Bindings,
     members: Vec<Bindings>,
-    inputs: Vec<(String, bool, Vec<String>)>,
-    outputs: Vec<(String, Vec<String>)>,
+    /// Paths of each of the stage's inputs (as in [`Parsed::inputs`]).
+    inputs: Vec<Vec<String>>,
+    /// Paths of each of the stage's outputs (as in [`Parsed::outputs`]).
+    outputs: Vec<Vec<String>>,
 }
 
 /// Renders `t` for a task; in a group, a template needing a per-member variable renders once
@@ -350,7 +402,7 @@ fn render_paths(
             out.push(p);
             Ok(())
         }
-        Err(RenderError::Unbound(v)) if members.iter().any(|m| m.contains_key(&v)) => {
+        Err(RenderError::Unbound(v)) if members.iter().any(|m| m.contains_key(v.as_str())) => {
             let start = out.len();
             for m in members {
                 let p = t.render(&Layered(m, globals))?;
@@ -369,8 +421,8 @@ fn drafts_of(
     s: &StageSpec,
     parsed: &Parsed,
     globals: &Bindings,
-    macros: &Bindings,
-    exposures: Option<&[Exposure]>,
+    macros: &Macros,
+    exposures: Option<&[Bindings]>,
 ) -> Result<Vec<Draft>, Error> {
     let se = |m: String| Error::Stage {
         stage: s.name.clone(),
@@ -385,14 +437,14 @@ fn drafts_of(
             .collect(),
         Some(keys) => {
             let mut order: Vec<Vec<String>> = Vec::new();
-            let mut by: HashMap<Vec<String>, Vec<Bindings>> = HashMap::new();
+            let mut by: HashMap<Vec<String>, Vec<Bindings>> = HashMap::default();
             for it in items {
                 let kv = keys
                     .iter()
                     .map(|k| {
-                        it.b.get(k)
-                            .or_else(|| globals.get(k))
-                            .cloned()
+                        it.b.get(k.as_str())
+                            .or_else(|| globals.get(k.as_str()))
+                            .map(|v| v.to_string())
                             .ok_or_else(|| {
                                 se(format!(
                                     "group_by {k}: not a foreach variable of this stage"
@@ -428,13 +480,13 @@ fn drafts_of(
         };
         let err = |what: &str, e: RenderError| se(format!("task {name}: {what}: {e}"));
         let mut inputs = Vec::with_capacity(parsed.inputs.len());
-        for (n, opt, ts) in &parsed.inputs {
+        for (n, _, ts) in &parsed.inputs {
             let mut paths = Vec::new();
             for t in ts {
                 render_paths(t, &b, &members, globals, &mut paths)
                     .map_err(|e| err(&format!("input {n}"), e))?;
             }
-            inputs.push((n.clone(), *opt, paths));
+            inputs.push(paths);
         }
         let mut outputs = Vec::with_capacity(parsed.outputs.len());
         for (n, ts) in &parsed.outputs {
@@ -443,7 +495,7 @@ fn drafts_of(
                 render_paths(t, &b, &members, globals, &mut paths)
                     .map_err(|e| err(&format!("output {n}"), e))?;
             }
-            outputs.push((n.clone(), paths));
+            outputs.push(paths);
         }
         out.push(Draft {
             stage: si,
@@ -467,7 +519,7 @@ fn default_logdir(globals: &Bindings) -> String {
 /// Expands and validates a pipeline into a plan.
 pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> {
     let (globals, macros) = resolve_variables(spec, opts)?;
-    let mut names = HashMap::new();
+    let mut names = HashMap::default();
     for (i, s) in spec.stages.iter().enumerate() {
         if names.insert(s.name.as_str(), i).is_some() {
             return Err(Error::Stage {
@@ -521,10 +573,15 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
         )?);
     }
 
+    let mut inputs: Vec<Vec<Vec<String>>> = drafts
+        .iter_mut()
+        .map(|d| std::mem::take(&mut d.inputs))
+        .collect();
     // Who writes what.
-    let mut producer: HashMap<&str, usize> = HashMap::new();
+    let mut producer: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(drafts.len() * 2, Default::default());
     for (id, d) in drafts.iter().enumerate() {
-        for p in d.outputs.iter().flat_map(|(_, ps)| ps) {
+        for p in d.outputs.iter().flatten() {
             if let Some(&other) = producer.get(p.as_str()) {
                 return Err(Error::DuplicateOutput {
                     path: p.clone(),
@@ -535,7 +592,8 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
             producer.insert(p, id);
         }
     }
-    let mut seen_names: HashMap<&str, usize> = HashMap::new();
+    let mut seen_names: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(drafts.len(), Default::default());
     for (id, d) in drafts.iter().enumerate() {
         if let Some(&o) = seen_names.get(d.name.as_str()) {
             if drafts[o].stage == d.stage {
@@ -552,31 +610,30 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
     }
 
     // Dependencies from files, dropping optional inputs that nobody makes and do not exist.
-    let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); drafts.len()];
-    let mut inputs: Vec<Vec<(String, Vec<String>)>> = Vec::with_capacity(drafts.len());
-    for (id, d) in drafts.iter().enumerate() {
-        let mut kept = Vec::with_capacity(d.inputs.len());
-        for (n, optional, paths) in &d.inputs {
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
+    for (id, ins) in inputs.iter_mut().enumerate() {
+        let d = &drafts[id];
+        for (k, paths) in ins.iter_mut().enumerate() {
+            let optional = parsed[d.stage].inputs[k].1;
             let mut keep = Vec::with_capacity(paths.len());
-            for p in paths {
+            for p in std::mem::take(paths) {
                 if let Some(&src) = producer.get(p.as_str()) {
                     if src == id {
                         return Err(Error::Cycle(format!("{} reads its own output {p}", d.name)));
                     }
-                    deps[id].insert(src);
-                    keep.push(p.clone());
-                } else if opts.skip_file_checks || Path::new(p).exists() {
-                    keep.push(p.clone());
+                    deps[id].push(src);
+                    keep.push(p);
+                } else if opts.skip_file_checks || Path::new(&p).exists() {
+                    keep.push(p);
                 } else if !optional {
                     return Err(Error::MissingInput {
                         task: d.name.clone(),
-                        path: p.clone(),
+                        path: p,
                     });
                 }
             }
-            kept.push((n.clone(), keep));
+            *paths = keep;
         }
-        inputs.push(kept);
     }
 
     // `after`: tasks of the named stage that agree on every variable both have.
@@ -594,21 +651,25 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
                     let shared: Vec<&str> = tb
                         .keys()
                         .filter(|k| ub.contains_key(*k))
-                        .map(String::as_str)
+                        .map(|k| &**k)
                         .collect();
-                    let tv: Vec<&str> = shared.iter().map(|k| tb[*k].as_str()).collect();
-                    let uv: Vec<&str> = shared.iter().map(|k| ub[*k].as_str()).collect();
+                    let tv: Vec<&str> = shared.iter().map(|k| &*tb[*k]).collect();
+                    let uv: Vec<&str> = shared.iter().map(|k| &*ub[*k]).collect();
                     if tv == uv {
                         if u == t {
                             return Err(Error::Cycle(format!("stage {} is after itself", s.name)));
                         }
-                        deps[t].insert(u);
+                        deps[t].push(u);
                     }
                 }
             }
         }
     }
 
+    for d in &mut deps {
+        d.sort_unstable();
+        d.dedup();
+    }
     let order = topo_order(&drafts, &deps)?;
 
     // Command lines.
@@ -635,57 +696,75 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
     for (id, d) in drafts.into_iter().enumerate() {
         let s = &spec.stages[d.stage];
         let p = &parsed[d.stage];
-        let ins = &inputs[id];
-        let lists = |k: ListKind, n: &str| -> Option<Vec<String>> {
+        let ins = std::mem::take(&mut inputs[id]);
+        let outs = &d.outputs;
+        let lists = |k: ListKind, n: &str| -> Option<&[String]> {
             match k {
-                ListKind::Inputs => ins.iter().find(|(m, _)| m == n).map(|(_, v)| v.clone()),
-                ListKind::Outputs => d
+                ListKind::Inputs => p
+                    .inputs
+                    .iter()
+                    .position(|(m, _, _)| m == n)
+                    .map(|i| &ins[i][..]),
+                ListKind::Outputs => p
                     .outputs
                     .iter()
-                    .find(|(m, _)| m == n)
-                    .map(|(_, v)| v.clone()),
+                    .position(|(m, _)| m == n)
+                    .map(|i| &outs[i][..]),
             }
         };
-        let mut extra = d.b.clone();
-        extra.insert("ranks".into(), s.ranks.to_string());
-        extra.insert("threads".into(), s.threads.to_string());
-        let vars = Layered(&extra, &globals);
+        let stage_vars: Bindings = BTreeMap::from([
+            (Rc::from("ranks"), Rc::from(s.ranks.to_string())),
+            (Rc::from("threads"), Rc::from(s.threads.to_string())),
+        ]);
+        let outer = Layered(&stage_vars, &globals);
+        let vars = Layered(&d.b, &outer);
         let err = |e: RenderError| Error::Stage {
             stage: s.name.clone(),
             msg: format!("task {}: {e}", d.name),
         };
-        let render_arg = |t: &Template| -> Result<Vec<String>, Error> {
-            match t.render_list(&vars, &lists) {
-                Err(RenderError::Unbound(v)) if d.members.iter().any(|m| m.contains_key(&v)) => {
-                    let mut out: Vec<String> = Vec::new();
+        // Appends the argument(s) of `t` to `out`: one string, or one per list element, or
+        // (in a group) one per member when it needs a member's variable.
+        let push_arg = |t: &Template, out: &mut Vec<String>| -> Result<(), Error> {
+            let r = if t.has_list() {
+                t.render_list(&vars, &lists).map(|v| out.extend(v))
+            } else {
+                t.render(&vars).map(|a| out.push(a))
+            };
+            match r {
+                Err(RenderError::Unbound(v))
+                    if d.members.iter().any(|m| m.contains_key(v.as_str())) =>
+                {
+                    let start = out.len();
                     for m in &d.members {
-                        let mv = Layered(m, &globals);
+                        let mv = Layered(m, &outer);
                         for a in t.render_list(&mv, &lists).map_err(err)? {
-                            if !out.contains(&a) {
+                            if !out[start..].contains(&a) {
                                 out.push(a);
                             }
                         }
                     }
-                    Ok(out)
+                    Ok(())
                 }
                 r => r.map_err(err),
             }
         };
-        let mut argv = vec![p.command.render(&vars).map_err(err)?];
+        let mut argv = Vec::with_capacity(1 + p.args.len() + 2 * p.options.len());
+        argv.push(p.command.render(&vars).map_err(err)?);
         for a in &p.args {
-            argv.extend(render_arg(a)?);
+            push_arg(a, &mut argv)?;
         }
         for (k, v) in &p.options {
             match v {
                 OptionValue::Flag => argv.push(format!("--{k}")),
                 OptionValue::Values(ts) => {
-                    let mut vals = Vec::new();
+                    let flag = argv.len();
+                    argv.push(format!("--{k}"));
                     for t in ts {
-                        vals.extend(render_arg(t)?);
+                        push_arg(t, &mut argv)?;
                     }
-                    if !vals.is_empty() {
-                        argv.push(format!("--{k}"));
-                        argv.extend(vals);
+                    // An option whose values are all gone (an absent optional input) goes too.
+                    if argv.len() == flag + 1 {
+                        argv.pop();
                     }
                 }
             }
@@ -699,12 +778,9 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
             log: format!("{logdir}/{}/{}.log", s.name, d.name),
             name: d.name,
             argv,
-            inputs: inputs[id]
-                .iter()
-                .flat_map(|(_, v)| v.iter().cloned())
-                .collect(),
-            outputs: d.outputs.into_iter().flat_map(|(_, v)| v).collect(),
-            deps: deps[id].iter().copied().collect(),
+            inputs: ins.into_iter().flatten().collect(),
+            outputs: d.outputs.into_iter().flatten().collect(),
+            deps: std::mem::take(&mut deps[id]),
         });
     }
     Ok(Plan {
@@ -716,9 +792,9 @@ pub fn expand(spec: &PipelineSpec, opts: &ExpandOptions) -> Result<Plan, Error> 
 }
 
 /// Kahn's algorithm; on a cycle, names the tasks (and stages) on it.
-fn topo_order(drafts: &[Draft], deps: &[BTreeSet<usize>]) -> Result<Vec<usize>, Error> {
+fn topo_order(drafts: &[Draft], deps: &[Vec<usize>]) -> Result<Vec<usize>, Error> {
     let n = drafts.len();
-    let mut indeg: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
+    let mut indeg: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut users = vec![Vec::new(); n];
     for (t, ds) in deps.iter().enumerate() {
         for &d in ds {
@@ -742,7 +818,7 @@ fn topo_order(drafts: &[Draft], deps: &[BTreeSet<usize>]) -> Result<Vec<usize>, 
     // Walk back along unfinished dependencies until a task repeats: that is a cycle.
     let mut t = (0..n).find(|&t| indeg[t] > 0).unwrap_or(0);
     let mut path = Vec::new();
-    let mut pos = HashMap::new();
+    let mut pos = HashMap::default();
     while !pos.contains_key(&t) {
         pos.insert(t, path.len());
         path.push(t);

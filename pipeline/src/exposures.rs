@@ -30,7 +30,10 @@ fn normalise(file: &Path, row: BTreeMap<String, String>) -> Result<Exposure, Err
             "tileid" => "tile".to_string(),
             _ => k,
         };
-        e.insert(k, v.trim().to_string());
+        // An empty cell is an absent field (an arc has no tile).
+        if !v.trim().is_empty() {
+            e.insert(k, v.trim().to_string());
+        }
     }
     if !e.contains_key("flavor") {
         if let Some(o) = e.remove("obstype") {
@@ -209,6 +212,7 @@ mod tests {
         assert_eq!(v[0]["expid"], "3");
         assert_eq!(v[1]["flavor"], "science");
         assert_eq!(v[1]["tile"], "80605");
+        assert!(!v[0].contains_key("tile"));
         let yaml = dir.path().join("e.yaml");
         std::fs::write(&yaml, "- {night: 20201214, expid: 7, obstype: FLAT}\n").unwrap();
         assert_eq!(from_table(&yaml).unwrap()[0]["flavor"], "flat");

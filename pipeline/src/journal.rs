@@ -63,11 +63,24 @@ impl Journal {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
         }
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| io_err(path, e))?;
+        // A writer killed mid-line left a torn last line: end it, so the next event starts
+        // on a line of its own.
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            let mut r = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+            r.seek(SeekFrom::End(-1)).map_err(|e| io_err(path, e))?;
+            r.read_exact(&mut last).map_err(|e| io_err(path, e))?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(|e| io_err(path, e))?;
+            }
+        }
         Ok(Journal {
             file,
             path: path.to_path_buf(),
@@ -93,5 +106,25 @@ pub fn read(path: &Path) -> Result<Vec<Event>, Error> {
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(io_err(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        std::fs::write(&p, "{\"time\":1,\"event\":\"start\",\"task\":\"a\",\"sta").unwrap();
+        let mut j = Journal::open(&p).unwrap();
+        let ev = Event {
+            event: "end".into(),
+            task: "b".into(),
+            ..Default::default()
+        };
+        j.write(&ev).unwrap();
+        assert_eq!(read(&p).unwrap(), vec![ev]);
     }
 }

@@ -6,6 +6,7 @@
 //! [`local`] (a process pool), [`makefile`], [`slurm`] and, with the `mpi` feature,
 //! [`mpi_run`]. [`journal`] records what ran; [`status`] reports it.
 
+pub mod cli;
 pub mod expand;
 pub mod exposures;
 pub mod journal;
@@ -14,6 +15,7 @@ pub mod makefile;
 #[cfg(feature = "mpi")]
 pub mod mpi_run;
 pub mod plan;
+pub mod registry;
 pub mod schema;
 pub mod shell;
 pub mod slurm;

@@ -1,107 +1,15 @@
 //! spx-pipeline: runs a YAML dependency graph of spx stages locally, under MPI, as Slurm job
 //! arrays or as a Makefile (README "Running a night").
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use spx_pipeline::cli::{Cli, Cmd, PlanArgs};
 use spx_pipeline::{
     expand, local, makefile, slurm, status, task, ExpandOptions, PipelineSpec, Plan,
 };
-
-/// Runs a night (or a campaign) described by a pipeline YAML: plan it, run it here, under
-/// MPI, as Slurm job arrays or through make. A rerun redoes only what is missing.
-#[derive(Parser, Debug)]
-#[command(name = "spx-pipeline", version)]
-struct Cli {
-    /// More log output on stderr (-v: debug)
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Only warnings and errors on stderr
-    #[arg(short, long, global = true)]
-    quiet: bool,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-struct PlanArgs {
-    /// The pipeline YAML
-    yaml: PathBuf,
-    /// Set a variable (overrides the YAML's variables:), e.g. --var night=20201214
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    vars: Vec<String>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// List the tasks, their dependencies and which are done
-    Plan {
-        #[command(flatten)]
-        p: PlanArgs,
-        /// Also write the expanded plan as JSON to this file
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-    },
-    /// Run the plan on this machine (process pool), or on MPI ranks under mpirun with the
-    /// `mpi` feature
-    Run {
-        #[command(flatten)]
-        p: PlanArgs,
-        /// Cores to use (default: all)
-        #[arg(long, value_name = "N")]
-        cores: Option<usize>,
-    },
-    /// Run task IDX of STAGE of a frozen plan (what each Slurm array element runs)
-    Task {
-        /// The plan file written by `slurm` (or `plan --json`)
-        plan: PathBuf,
-        /// Stage name
-        stage: String,
-        /// Index of the task within its stage ($SLURM_ARRAY_TASK_ID)
-        index: usize,
-    },
-    /// Write a Makefile (one rule per task) for `make -jN`
-    Makefile {
-        #[command(flatten)]
-        p: PlanArgs,
-        /// Output file (default: stdout)
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
-    /// Freeze the plan and write one sbatch job array per stage (and submit.sh)
-    Slurm {
-        #[command(flatten)]
-        p: PlanArgs,
-        /// Folder for plan.json, the sbatch scripts and submit.sh
-        #[arg(short, long, value_name = "DIR", default_value = "slurm")]
-        output: PathBuf,
-        /// Extra #SBATCH option for every array, e.g. --sbatch=--partition=debug
-        #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
-        sbatch: Vec<String>,
-        /// Submit the arrays now (runs submit.sh)
-        #[arg(long)]
-        submit: bool,
-    },
-    /// Done / failed / skipped / pending tasks per stage, with the logs of failures
-    Status {
-        /// The pipeline YAML, or a frozen plan (.json)
-        yaml: PathBuf,
-        /// Set a variable, e.g. --var night=20201214
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-    },
-    /// Benchmark: expand and schedule a synthetic campaign (no file checks)
-    #[command(hide = true)]
-    BenchExpand {
-        #[command(flatten)]
-        p: PlanArgs,
-        /// Number of synthetic science exposures
-        #[arg(long, default_value_t = 1000)]
-        exposures: usize,
-    },
-}
 
 fn load(p: &PlanArgs, skip_file_checks: bool) -> anyhow::Result<Plan> {
     if p.yaml.extension().is_some_and(|e| e == "json") {
@@ -244,6 +152,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", status::report(&plan)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Builtin { name, args } => {
+            let program = format!("builtin:{name}");
+            let f = spx_pipeline::registry::in_process(&program)
+                .ok_or_else(|| anyhow::anyhow!("no built-in stage {name:?}"))?;
+            let mut argv = vec![program];
+            argv.extend(args);
+            f(&argv, &spx::SingleComm)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::BenchExpand { p, exposures } => {
             let spec = PipelineSpec::read(&p.yaml)?;
             let vars = p
@@ -264,6 +181,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect()
                 })
                 .collect();
+            let cpu0 = cpu_seconds();
             let t0 = Instant::now();
             let plan = expand(
                 &spec,
@@ -277,8 +195,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let jobs = slurm::arrays(&plan)?;
             let waves = spx_pipeline::local::schedule_waves(&plan);
             let t2 = Instant::now();
+            let cpu = cpu_seconds() - cpu0;
             println!(
-                "{} exposures: {} tasks, {} dependencies, {} stages ({} arrays), {} waves; expand {:.3} s, schedule {:.3} s, total {:.3} s",
+                "{} exposures: {} tasks, {} dependencies, {} stages ({} arrays), {} waves; expand {:.3} s, schedule {:.3} s, total {:.3} s wall, {cpu:.3} s CPU",
                 exposures,
                 plan.tasks.len(),
                 plan.tasks.iter().map(|t| t.deps.len()).sum::<usize>(),
@@ -292,6 +211,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// User + system CPU time of this process, seconds (wall time on a shared machine measures
+/// the other users too).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a plain struct for this process.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn main() -> ExitCode {

@@ -111,7 +111,7 @@ pub fn generate(plan: &Plan) -> Result<String, Error> {
         let _ = writeln!(
             m,
             "\tSPX_THREADS={cores} OPENBLAS_NUM_THREADS=1 {}\n",
-            recipe(&t.argv)?
+            recipe(&crate::registry::process_argv(&t.argv))?
         );
     }
     Ok(m)

@@ -43,15 +43,8 @@ pub struct Finished {
 /// into the folder of their output.
 pub fn spawn(plan: &Plan, id: usize, cores: usize, attempt: u32) -> Result<Running, String> {
     let t = &plan.tasks[id];
-    for o in &t.outputs {
-        if let Some(d) = Path::new(o).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-    }
+    prepare(plan, id)?;
     let log = Path::new(&t.log);
-    if let Some(d) = log.parent() {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-    }
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -66,8 +59,9 @@ pub fn spawn(plan: &Plan, id: usize, cores: usize, attempt: u32) -> Result<Runni
     let f2 = f
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
-    let child = Command::new(&t.argv[0])
-        .args(&t.argv[1..])
+    let argv = crate::registry::process_argv(&t.argv);
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
         .env("SPX_THREADS", cores.to_string())
         // Parallelism comes from rayon/MPI; OpenBLAS's own threads would oversubscribe.
         .env("OPENBLAS_NUM_THREADS", "1")
@@ -83,6 +77,23 @@ pub fn spawn(plan: &Plan, id: usize, cores: usize, attempt: u32) -> Result<Runni
         started: Instant::now(),
         _child: child,
     })
+}
+
+/// Creates the folders of a task's outputs and log: stages write atomically into the
+/// folder of their output, which must exist.
+pub fn prepare(plan: &Plan, id: usize) -> Result<(), String> {
+    let t = &plan.tasks[id];
+    let dirs = t
+        .outputs
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(t.log.as_str()))
+        .filter_map(|p| Path::new(p).parent())
+        .filter(|d| !d.as_os_str().is_empty());
+    for d in dirs {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    Ok(())
 }
 
 /// Reaps `pid` if it has ended (or waits for it when `block`), with its peak memory.

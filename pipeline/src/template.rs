@@ -17,6 +17,12 @@ impl Vars for std::collections::BTreeMap<String, String> {
     }
 }
 
+impl Vars for std::collections::BTreeMap<std::rc::Rc<str>, std::rc::Rc<str>> {
+    fn get(&self, name: &str) -> Option<&str> {
+        std::collections::BTreeMap::get(self, name).map(|v| &**v)
+    }
+}
+
 /// Task bindings first, then the pipeline's variables.
 pub struct Layered<'a, A: Vars + ?Sized, B: Vars + ?Sized>(pub &'a A, pub &'a B);
 
@@ -153,10 +159,10 @@ impl Template {
 
     /// Renders an argument: without a list placeholder one string; with one, one string per
     /// element of that list (prefix and suffix repeated), possibly none.
-    pub fn render_list(
+    pub fn render_list<'l>(
         &self,
         vars: &dyn Vars,
-        lists: &dyn Fn(ListKind, &str) -> Option<Vec<String>>,
+        lists: &dyn Fn(ListKind, &str) -> Option<&'l [String]>,
     ) -> Result<Vec<String>, RenderError> {
         let Some(pos) = self.segs.iter().position(|s| matches!(s, Seg::List(..))) else {
             return Ok(vec![self.render(vars)?]);
@@ -189,10 +195,7 @@ impl Template {
         for s in &self.segs[pos + 1..] {
             render_seg(s, vars, &mut post)?;
         }
-        Ok(items
-            .into_iter()
-            .map(|it| format!("{pre}{it}{post}"))
-            .collect())
+        Ok(items.iter().map(|it| format!("{pre}{it}{post}")).collect())
     }
 }
 
@@ -413,9 +416,8 @@ mod tests {
     #[test]
     fn list_arguments_repeat() {
         let v = vars(&[("a", "A")]);
-        let lists = |k: ListKind, n: &str| {
-            (k == ListKind::Inputs && n == "f").then(|| vec!["x".to_string(), "y".to_string()])
-        };
+        let xy = ["x".to_string(), "y".to_string()];
+        let lists = |k: ListKind, n: &str| (k == ListKind::Inputs && n == "f").then_some(&xy[..]);
         let t = Template::parse("--in={inputs.f}:{a}").unwrap();
         assert_eq!(
             t.render_list(&v, &lists).unwrap(),

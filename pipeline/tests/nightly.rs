@@ -5,68 +5,6 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::*;
-use std::path::Path;
-
-use spx::io::fits::{FitsWriter, Provenance};
-
-/// Writes a raw file with the header keys the pipeline reads.
-fn raw(rawdir: &Path, night: u32, expid: u32, flavor: &str, tile: Option<i64>) {
-    let p = rawdir.join(format!("{night}/{expid:08}/desi-{expid:08}.fits"));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let mut w = FitsWriter::create(&p, &Provenance::current("test", &[])).unwrap();
-    w.key("NIGHT", night as i64).unwrap();
-    w.key("EXPID", expid as i64).unwrap();
-    w.key("FLAVOR", flavor).unwrap();
-    w.key("EXPTIME", 900.0).unwrap();
-    if let Some(t) = tile {
-        w.key("TILEID", t).unwrap();
-    }
-    w.commit().unwrap();
-}
-
-/// Stand-in for every spx-* stage: fails on a missing .fits input, writes its outputs
-/// (after -o, --cframe, --coadd) atomically with its command line as content.
-const FAKE: &str = r#"#!/bin/sh
-prog=$(basename "$0"); outs=""; prev=""
-for a in "$@"; do
-  case "$prev" in
-    -o|--cframe|--coadd) outs="$outs $a";;
-    *) case "$a" in *.fits) [ -e "$a" ] || { echo "$prog: missing input $a" >&2; exit 1; };; esac;;
-  esac
-  prev=$a
-done
-[ -n "$outs" ] || { echo "$prog: no output" >&2; exit 1; }
-for o in $outs; do echo "$prog $*" > "$o.tmp" && mv "$o.tmp" "$o"; done
-"#;
-
-fn fake_bin(dir: &Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for s in [
-        "preproc",
-        "psf",
-        "extract",
-        "fiberflat",
-        "sky",
-        "stdstars",
-        "fluxcal",
-        "group",
-        "redshift",
-    ] {
-        let p = bin.join(format!("spx-{s}"));
-        std::fs::write(&p, FAKE).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
-}
-
-fn nightly() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("nightly.yaml")
-        .display()
-        .to_string()
-}
 
 #[test]
 fn nightly_yaml_runs_the_whole_chain() {
@@ -153,6 +91,36 @@ fn nightly_yaml_runs_the_whole_chain() {
         .exists());
     let j = std::fs::read_to_string(redux.join("logs/20250101/journal.jsonl")).unwrap();
     assert_eq!(j.lines().filter(|l| l.contains("\"end\"")).count(), total);
+
+    // The same night through the generated Makefile with make -j2: the same files.
+    let d2 = tempfile::tempdir().unwrap();
+    for (night, expid, flavor, tile) in [
+        (night, 1, "zero", None),
+        (night, 2, "dark", None),
+        (night, 3, "arc", None),
+        (night, 4, "arc", None),
+        (night, 5, "flat", None),
+        (night, 6, "science", Some(1000)),
+        (night, 7, "science", Some(1000)),
+        (night, 8, "science", Some(2000)),
+    ] {
+        raw(&d2.path().join("raw"), night, expid, flavor, tile);
+    }
+    let o = cmd(
+        d2.path(),
+        &[&["makefile", &nightly(), "-o", "Makefile"][..], &vars].concat(),
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = std::process::Command::new("make")
+        .args(["-j2", "-s"])
+        .current_dir(d2.path())
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "make: {}", stderr(&o));
+    assert_eq!(tree(&redux), tree(&d2.path().join("redux")));
 }
 
 #[test]

@@ -90,7 +90,80 @@ def read_frame(path, d):
                           "spectrograph": fr.spectrograph, "camera": fr.meta.get("CAMERA")}
 
 
-READERS = {"astropy": read_astropy, "frame": read_frame}
+def read_sky(path, d):
+    import desispec.io
+
+    sky = desispec.io.read_sky(path)
+    for name in ("wave", "flux", "ivar", "mask", "stat_ivar", "throughput_corrections"):
+        value = getattr(sky, name, None)
+        if value is not None:
+            d.array(name, value)
+    d.header(sky.header)
+    d.manifest["info"] = {"nspec": int(sky.nspec), "nwave": int(sky.nwave)}
+
+
+def read_fiberflat(path, d):
+    import desispec.io
+
+    ff = desispec.io.read_fiberflat(path)
+    for name in ("wave", "fiberflat", "ivar", "mask", "meanspec"):
+        d.array(name, getattr(ff, name))
+    d.header(ff.header)
+    d.manifest["info"] = {"nspec": int(ff.nspec), "nwave": int(ff.nwave)}
+
+
+def read_image(path, d):
+    import desispec.io
+
+    img = desispec.io.read_image(path)
+    d.array("pix", img.pix)
+    d.array("ivar", img.ivar)
+    d.array("mask", img.mask)
+    if isinstance(img.readnoise, np.ndarray):
+        d.array("readnoise", img.readnoise)
+    d.header(img.meta)
+    d.manifest["info"] = {"camera": img.camera}
+
+
+def read_spectra(path, d):
+    import desispec.io
+
+    sp = desispec.io.read_spectra(path)
+    for b in sp.bands:
+        d.array(b + "_wave", sp.wave[b])
+        d.array(b + "_flux", sp.flux[b])
+        d.array(b + "_ivar", sp.ivar[b])
+        if sp.mask is not None:
+            d.array(b + "_mask", sp.mask[b])
+        d.array(b + "_resolution", sp.resolution_data[b])
+    d.table(sp.fibermap)
+    d.header(sp.meta)
+    d.manifest["info"] = {"bands": list(sp.bands), "nspec": int(sp.num_spectra()),
+                          "targets": [int(t) for t in sp.target_ids()]}
+
+
+def read_preproc_litbox(path, d):
+    """desispec.io.read_image on a full-size preproc: the lit box of the shared fixtures
+    (header keys LITXMIN…, README) in full, and sums over the whole CCD."""
+    import desispec.io
+
+    img = desispec.io.read_image(path)
+    m = img.meta
+    ys = slice(m["LITYMIN"], m["LITYMAX"])
+    xs = slice(m["LITXMIN"], m["LITXMAX"])
+    d.array("pix_box", img.pix[ys, xs])
+    d.array("ivar_box", img.ivar[ys, xs])
+    d.manifest["info"] = {
+        "shape": list(img.pix.shape),
+        "box": [m["LITYMIN"], m["LITYMAX"], m["LITXMIN"], m["LITXMAX"]],
+        "pix_sum": float(np.sum(img.pix, dtype=np.float64)),
+        "ivar_sum": float(np.sum(img.ivar, dtype=np.float64)),
+        "mask_nonzero": int(np.count_nonzero(img.mask)),
+    }
+
+
+READERS = {"astropy": read_astropy, "preproc_litbox": read_preproc_litbox, "frame": read_frame, "sky": read_sky,
+           "fiberflat": read_fiberflat, "image": read_image, "spectra": read_spectra}
 
 if __name__ == "__main__":
     reader, path, outdir = sys.argv[1:4]

@@ -13,9 +13,10 @@ use crate::inspect::{inspect, InspectOptions};
 /// What is in a FITS file: its kind, HDUs, key header values and quick statistics.
 ///
 /// The kind (raw, preproc, psf, frame, fframe, sframe, cframe, fiberflat, sky, fluxcalib,
-/// stdstars, spectra, coadd, redrock, zscan, templates, fibermap, or unknown FITS) comes from
-/// the HDU names, shapes and header keywords, not from the file name. HDUs expected for the
-/// kind but absent are named. Image shapes are in numpy order [NAXIS2, NAXIS1].
+/// stdstars, spectra, coadd, redrock, zscan, templates, fibermap, simtruth, or unknown FITS)
+/// comes from the HDU names, shapes and header keywords, not from the file name. HDUs
+/// expected for the kind but absent are named. Image shapes are in numpy order
+/// [NAXIS2, NAXIS1].
 ///
 /// Statistics: wavelengths in Angstrom; flux in the file's BUNIT (electron/Angstrom for a
 /// frame); S/N = flux·sqrt(ivar) per pixel; per-fiber medians over pixels with ivar > 0,

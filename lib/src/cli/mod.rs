@@ -11,15 +11,19 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 
-use crate::comm::{Comm, SingleComm};
+use crate::comm::Comm;
 
+pub mod extract;
 pub mod fiberflat;
 pub mod inspect;
 pub mod man;
+pub mod preproc;
 pub mod psf;
+pub mod redshift;
+pub mod sim;
 pub mod sky;
 
 /// Options every binary accepts.
@@ -76,9 +80,12 @@ pub fn main<O: Parser>(
         Err(e) => e.exit(),
     };
     init(program, common(&opts));
-    // The `mpi` feature replaces this with the MPI world communicator (comm.rs).
-    let comm = SingleComm;
-    match run(&opts, &comm) {
+    // With the `mpi` feature the stage runs on the MPI world (a world of one without mpirun).
+    #[cfg(feature = "mpi")]
+    let result = crate::mpi_comm::with_world(|comm| run(&opts, comm));
+    #[cfg(not(feature = "mpi"))]
+    let result = run(&opts, &crate::comm::SingleComm);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{program}: error: {e:#}");
@@ -94,8 +101,12 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::inspect::InspectOpts::command().name("spx-inspect"),
         crate::cli::fiberflat::FiberFlatOpts::command().name("spx-fiberflat"),
         crate::cli::sky::SkyOpts::command().name("spx-sky"),
+        crate::cli::extract::ExtractOpts::command().name("spx-extract"),
+        crate::cli::sim::SimOpts::command().name("spx-sim"),
+        crate::cli::preproc::PreprocOpts::command().name("spx-preproc"),
         crate::cli::psf::PsfOpts::command().name("spx-psf"),
         VersionOnly::command().name("spx-version-check").hide(true),
+        crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())

@@ -84,8 +84,9 @@ pub fn run(opts: &SkyOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     sopts.linear.max_iterations = opts.max_iterations;
     sopts.linear.min_iterations = opts.min_iterations;
     sopts.add_variance = !opts.no_extra_variance;
-    let mut sky = compute_sky(&frame, &sopts)
-        .with_context(|| format!("{}[FIBERMAP]", opts.infile.display()))?;
+    let t_read = t0.elapsed().as_secs_f64();
+    let mut sky = compute_sky(&frame, &sopts).with_context(|| opts.infile.display().to_string())?;
+    let t_compute = t0.elapsed().as_secs_f64() - t_read;
     let base = |p: &PathBuf| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -101,10 +102,11 @@ pub fn run(opts: &SkyOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
         &Provenance::current("spx-sky", &inputs),
         opts.f64,
     )?;
+    let total = t0.elapsed().as_secs_f64();
     log::info!(
-        "wrote {} in {:.2} s",
+        "wrote {}: read {t_read:.3} s, sky {t_compute:.3} s, write {:.3} s, total {total:.3} s",
         opts.outfile.display(),
-        t0.elapsed().as_secs_f64()
+        total - t_read - t_compute
     );
     Ok(())
 }

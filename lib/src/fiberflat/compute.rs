@@ -104,6 +104,14 @@ pub fn compute_fiberflat(frame: &Frame, opts: &FiberFlatOptions) -> FiberFlat {
     });
     let nsig2 = opts.nsig_clipping * opts.nsig_clipping;
     let res = opts.smoothing_res;
+    let live = (0..nfib)
+        .filter(|&f| ivar.row(f).iter().any(|&v| v > 0.0))
+        .count();
+    if live == 0 {
+        log::warn!("no fiber has a valid pixel: the flat is 1 with ivar 0 everywhere");
+    } else {
+        log::info!("fiber flat from {live} of {nfib} fibers, {nwave} wavelengths");
+    }
 
     // 0th pass: mask pixels far from the per-wavelength median
     let mut mean_spectrum = Array1::<f64>::zeros(nwave);

@@ -12,7 +12,7 @@ use ndarray::Array2;
 use crate::io::fiberflat::FiberFlat;
 use crate::io::frame::Frame;
 use crate::maskbits::specmask;
-use crate::sky::{allclose, interp};
+use crate::stats::{allclose, interp};
 
 /// Errors of the fiber-flat stages.
 #[derive(Debug, thiserror::Error)]
@@ -200,4 +200,67 @@ pub fn average_fiberflat(flats: &[FiberFlat]) -> Result<FiberFlat, FiberFlatErro
         fibermap: first.fibermap.clone(),
         header: first.header.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::header::Header;
+    use ndarray::Array1;
+
+    fn flat_for(frame: &Frame, value: f64, ivar: f64) -> FiberFlat {
+        let dim = frame.flux.dim();
+        FiberFlat {
+            wave: frame.wave.clone(),
+            fiberflat: Array2::from_elem(dim, value),
+            ivar: Array2::from_elem(dim, ivar),
+            mask: Array2::zeros(dim),
+            meanspec: Array1::ones(frame.nwave()),
+            chi2pdf: None,
+            fibermap: None,
+            header: Header::default(),
+        }
+    }
+
+    #[test]
+    fn apply_fiberflat_propagates_the_variance_of_both() {
+        let mut fr = crate::sky::tests::tiny_frame("r0");
+        fr.flux.fill(10.0);
+        fr.ivar.fill(4.0);
+        let mut ff = flat_for(&fr, 2.0, 100.0);
+        ff.fiberflat[[0, 1]] = 0.0;
+        ff.ivar[[0, 2]] = 0.0;
+        ff.mask[[0, 3]] = specmask::BADFIBERFLAT;
+        apply_fiberflat(&mut fr, &ff).unwrap();
+        // F' = F/C; Var = Var(F)/C² + F² Var(C)/C⁴ = 1/16 + 100/(100·16) = 1/8
+        assert!((fr.flux[[0, 0]] - 5.0).abs() < 1e-15);
+        assert!((fr.ivar[[0, 0]] - 8.0).abs() < 1e-12);
+        // flat 0: flux untouched, ivar 0, flagged; flat ivar 0: divided, ivar 0, flagged
+        assert_eq!((fr.flux[[0, 1]], fr.ivar[[0, 1]]), (10.0, 0.0));
+        assert_eq!((fr.flux[[0, 2]], fr.ivar[[0, 2]]), (5.0, 0.0));
+        for j in 1..4 {
+            assert!(fr.mask[[0, j]] & specmask::BADFIBERFLAT != 0);
+        }
+        assert_eq!(fr.mask[[0, 0]], 0);
+        // a flat on another grid is refused
+        let mut fr2 = crate::sky::tests::tiny_frame("r0");
+        let mut ff2 = flat_for(&fr2, 1.0, 1.0);
+        ff2.wave += 1.0;
+        assert!(apply_fiberflat(&mut fr2, &ff2).is_err());
+    }
+
+    #[test]
+    fn average_of_three_is_a_masked_median() {
+        let fr = crate::sky::tests::tiny_frame("r0");
+        let mut a = flat_for(&fr, 1.0, 1.0);
+        let b = flat_for(&fr, 1.2, 1.0);
+        let c = flat_for(&fr, 0.9, 1.0);
+        a.mask[[0, 0]] = specmask::BADFIBERFLAT;
+        let avg = average_fiberflat(&[a, b, c]).unwrap();
+        assert!((avg.fiberflat[[1, 1]] - 1.0).abs() < 1e-15);
+        assert!((avg.fiberflat[[0, 0]] - 1.05).abs() < 1e-12);
+        assert!((avg.ivar[[1, 1]] - 3.0 * 2.0 / std::f64::consts::PI).abs() < 1e-12);
+        assert_eq!(avg.mask[[0, 0]], 0);
+        assert!(matches!(average_fiberflat(&[]), Err(FiberFlatError::Empty)));
+    }
 }

@@ -41,6 +41,8 @@ pub enum FileKind {
     Templates,
     /// A bare FIBERMAP table.
     Fibermap,
+    /// spx-sim's truth file (`WAVE_<cam>`, `PHOT_<cam>`, … HDUs; io::simtruth).
+    Simtruth,
     /// A readable FITS file of no known kind.
     Unknown,
 }
@@ -66,6 +68,7 @@ impl FileKind {
             FileKind::Zscan => "zscan",
             FileKind::Templates => "templates",
             FileKind::Fibermap => "fibermap",
+            FileKind::Simtruth => "simtruth",
             FileKind::Unknown => "unknown",
         }
     }
@@ -100,7 +103,7 @@ impl FileKind {
             FileKind::Zscan => &["TARGETID"],
             FileKind::Templates => &["BASIS_VECTORS"],
             FileKind::Fibermap => &["FIBERMAP"],
-            FileKind::Raw | FileKind::Unknown => &[],
+            FileKind::Raw | FileKind::Simtruth | FileKind::Unknown => &[],
         }
     }
 }
@@ -196,6 +199,14 @@ pub fn classify(hdus: &[HduSummary], keys: &KindKeys) -> FileKind {
         } else {
             FileKind::Frame
         };
+    }
+    let truth_camera = |h: &HduSummary| {
+        h.name
+            .strip_prefix("PHOT_")
+            .is_some_and(|c| is_camera_name(c) && has(&format!("WAVE_{c}")))
+    };
+    if hdus.iter().any(truth_camera) {
+        return FileKind::Simtruth;
     }
     if image_nd("IMAGE", 2) && has("IVAR") {
         return FileKind::Preproc;

@@ -456,6 +456,36 @@ pub fn compute(r: &mut FitsReader, kind: FileKind, hdus: &[HduSummary]) -> Resul
                 .collect();
             st.put("templates", Value::Object(grids));
         }
+        FileKind::Simtruth => {
+            let cams: Vec<&HduSummary> = hdus
+                .iter()
+                .filter(|h| h.name.starts_with("PHOT_") && h.is_image_nd(2))
+                .collect();
+            st.put(
+                "cameras",
+                cams.iter()
+                    .map(|h| h.name[5..].to_lowercase())
+                    .collect::<Vec<_>>(),
+            );
+            if let Some(s) = cams.first().and_then(|h| h.shape()) {
+                st.put("nspec", s[0]);
+            }
+            for h in cams {
+                let cam = &h.name[5..];
+                wave_stats(
+                    r,
+                    &format!("WAVE_{cam}"),
+                    &mut st,
+                    &format!("{}_", cam.to_lowercase()),
+                )?;
+            }
+            if has(hdus, "TRUTH") {
+                if let Some(t) = r.col_opt::<String>("TRUTH", "SPECTYPE")? {
+                    let t: Vec<String> = t.iter().map(|s| s.trim().to_string()).collect();
+                    st.put("spectypes", histogram(&t));
+                }
+            }
+        }
         FileKind::Fibermap => {
             st.put("nrows", nrows(hdus, "FIBERMAP").unwrap_or(0));
             fibermap_stats(r, "FIBERMAP", &mut st)?;

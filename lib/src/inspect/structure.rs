@@ -215,7 +215,7 @@ impl<'a> Raw<'a> {
         self.select(index)?;
         let mut out = Vec::new();
         for k in keys {
-            if let Some(v) = self.key(k)? {
+            if let Some(v) = self.key(k)?.filter(|v| !v.is_empty()) {
                 out.push((k.to_string(), v));
             }
         }
@@ -228,6 +228,20 @@ impl<'a> Raw<'a> {
         let size = std::fs::metadata(self.path())
             .map_err(|e| FitsError::file(self.path(), format!("cannot stat ({e})")))?
             .len();
+        // cfitsio inflates .gz/.Z/.bz2 files into memory at open, so the byte offsets below
+        // refer to the inflated file; it also inflates a gzip file cut short without a word.
+        // A gzip file ends with the inflated size mod 2^32 (RFC 1952 ISIZE), which must then
+        // equal the end of the last HDU; a cut file ends with compressed bytes instead.
+        let compression = compression_of(self.path());
+        let gzip_isize = match compression {
+            Compression::Gzip => Some(gzip_isize(self.path())?),
+            _ => None,
+        };
+        let size = if compression == Compression::None {
+            size
+        } else {
+            u64::MAX
+        };
         let n = self.num_hdus()?;
         let mut out = Vec::with_capacity(n);
         let mut last_end = 0;
@@ -267,7 +281,18 @@ impl<'a> Raw<'a> {
         }
         // cfitsio stops counting HDUs at a header cut short, so a file cut inside a header
         // shows as complete HDUs followed by bytes that belong to none.
-        if size > last_end {
+        if let Some(isize) = gzip_isize {
+            if isize != last_end as u32 {
+                return Err(FitsError::file(
+                    self.path(),
+                    format!(
+                        "truncated or corrupt gzip file: its HDUs end at byte {last_end}, \
+                         the gzip trailer says {isize} (mod 2^32)"
+                    ),
+                ));
+            }
+        }
+        if size != u64::MAX && size > last_end {
             let after = out.last().map_or("the primary HDU".to_string(), |h| {
                 if h.name.is_empty() {
                     format!("HDU {}", h.index)
@@ -351,6 +376,50 @@ impl<'a> Raw<'a> {
             ascii,
         })
     }
+}
+
+/// Whole-file compression that cfitsio undoes on open.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Compression {
+    None,
+    Gzip,
+    /// Unix compress (.Z) or bzip2.
+    Other,
+}
+
+fn compression_of(path: &Path) -> Compression {
+    use std::io::Read;
+    let mut magic = [0u8; 3];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut magic))
+        .unwrap_or(0);
+    match magic {
+        [0x1f, 0x8b, _] if n >= 2 => Compression::Gzip,
+        [0x1f, 0x9d, _] if n >= 2 => Compression::Other,
+        [b'B', b'Z', b'h'] => Compression::Other,
+        _ => Compression::None,
+    }
+}
+
+/// The ISIZE field of a gzip file: its last 4 bytes, little-endian.
+fn gzip_isize(path: &Path) -> Result<u32> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::End(-4))?;
+            f.read_exact(&mut buf)
+        })
+        .map_err(|e| FitsError::file(path, format!("cannot read gzip trailer ({e})")))?;
+    Ok(u32::from_le_bytes(buf))
+}
+
+/// Fails when the file is truncated (an HDU runs past the end, a header is cut short, a gzip
+/// file is cut) or an HDU cannot be parsed. Reads headers only. cfitsio alone misses the
+/// last two cases (it sees one HDU fewer, or inflates what is there), so a typed reader that
+/// treats an absent HDU as optional would accept such a file; this is the check for them.
+pub fn check_complete(r: &mut FitsReader) -> Result<()> {
+    Raw::new(r).summaries().map(|_| ())
 }
 
 /// `'text  '` → `text`; other values are returned trimmed.

@@ -37,8 +37,9 @@ impl FitsReader {
         if !path.exists() {
             return Err(FitsError::file(path, "no such file"));
         }
-        let file = FitsFile::open(path)
+        let mut file = FitsFile::open(path)
             .map_err(|e| FitsError::file(path, format!("not a readable FITS file ({e})")))?;
+        check_not_truncated(path, &mut file)?;
         Ok(FitsReader {
             path: path.to_path_buf(),
             file,
@@ -263,6 +264,65 @@ impl FitsReader {
             Ok(None)
         }
     }
+}
+
+/// A plain FITS file is a whole number of 2880-byte blocks and ends where its last HDU's data
+/// ends; anything else was cut short (a killed writer, a partial copy). cfitsio alone opens
+/// such files and only fails, or silently drops an HDU, later.
+fn check_not_truncated(path: &Path, file: &mut FitsFile) -> Result<()> {
+    let is_plain = path
+        .extension()
+        .map(|e| e.eq_ignore_ascii_case("fits") || e.eq_ignore_ascii_case("fit"))
+        .unwrap_or(false);
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if !is_plain {
+        return Ok(());
+    }
+    let size = meta.len() as i64;
+    if size % 2880 != 0 {
+        return Err(FitsError::file(
+            path,
+            format!("truncated FITS file ({size} bytes, not a multiple of 2880)"),
+        ));
+    }
+    let fptr = unsafe { file.as_raw() };
+    let (mut nhdu, mut status) = (0, 0);
+    let (mut head, mut data, mut end) = (0i64, 0i64, 0i64);
+    // SAFETY: fptr is the open file; the outputs are plain integers.
+    unsafe {
+        fitsio::sys::ffthdu(fptr, &mut nhdu, &mut status);
+        fitsio::sys::ffmahd(fptr, nhdu, std::ptr::null_mut(), &mut status);
+        fitsio::sys::ffghadll(fptr, &mut head, &mut data, &mut end, &mut status);
+        let mut first = 0;
+        fitsio::sys::ffmahd(fptr, 1, &mut first, &mut status);
+    }
+    if status == 0 && end > size {
+        return Err(FitsError::file(
+            path,
+            format!("truncated FITS file ({size} bytes, its last HDU ends at {end})"),
+        ));
+    }
+    // More bytes after the last HDU cfitsio could parse: an extension whose header was cut.
+    if status == 0 && end < size {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut tail = [0u8; 8];
+        let starts_hdu = std::fs::File::open(path)
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(end as u64))?;
+                f.read_exact(&mut tail)
+            })
+            .map(|_| &tail == b"XTENSION")
+            .unwrap_or(false);
+        if starts_hdu {
+            return Err(FitsError::file(
+                path,
+                format!("truncated FITS file (the header of the HDU at byte {end} is cut)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Fails with an error naming file and HDU when any value is NaN or infinite.
@@ -866,5 +926,33 @@ mod tests {
         std::fs::write(&junk, b"SIMPLE  =                    T").unwrap();
         let e = FitsReader::open(&junk).err().unwrap().to_string();
         assert!(e.contains("junk.fits"), "{e}");
+
+        // A valid file cut inside its last HDU (as a killed `cp` would leave it).
+        let whole = dir.path().join("whole.fits");
+        let mut w = FitsWriter::create(&whole, &Provenance::default()).unwrap();
+        w.image("A", &[100, 100], &vec![1.0f64; 10000]).unwrap();
+        w.image("B", &[100, 100], &vec![2.0f64; 10000]).unwrap();
+        w.commit().unwrap();
+        let bytes = std::fs::read(&whole).unwrap();
+        // Last HDU's data cut, cut mid-block, and cut right after B's header block.
+        let b_header_end = 2880 * 2 + 80000usize.div_ceil(2880) * 2880 + 2880;
+        for cut in [
+            bytes.len() - 2880,
+            bytes.len() - 100,
+            2880 * 3,
+            b_header_end,
+        ] {
+            let part = dir.path().join("part.fits");
+            std::fs::write(&part, &bytes[..cut]).unwrap();
+            let e = FitsReader::open(&part)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains("part.fits") && e.contains("truncated"),
+                "cut at {cut}: {e}"
+            );
+        }
+        assert!(FitsReader::open(&whole).is_ok());
     }
 }

@@ -1,5 +1,5 @@
-//! DESI raw exposure files (reference/calibration.md §1.1): an empty primary HDU with the
-//! exposure keywords, one integer image HDU per camera named upper-case (`B0`, `R3`, …) with
+//! DESI raw exposure files (reference/calibration.md §1.1): an empty primary HDU, an empty
+//! `SPEC` HDU with the exposure keywords, one integer image HDU per camera named upper-case (`B0`, `R3`, …) with
 //! its amplifiers (prescan, data, column overscan BIASSEC, row overscan ORSEC), and optionally
 //! a FIBERMAP table. Section keywords are IRAF style (1-indexed, inclusive, `[x1:x2,y1:y2]`);
 //! [`Section`] converts to zero-based half-open ranges. Sizes are never hard-coded: readers
@@ -101,7 +101,7 @@ pub struct RawExposure {
     pub flavor: String,
     /// Seconds.
     pub exptime: f64,
-    /// Extra primary keywords.
+    /// Extra exposure keywords (written to the SPEC HDU).
     pub primary: Header,
     pub cameras: Vec<RawCamera>,
     pub fibermap: Option<Fibermap>,
@@ -271,8 +271,14 @@ impl RawExposure {
     /// Reads a raw file: every HDU whose EXTNAME is a camera name (b0…z9) is a camera.
     pub fn read(path: &Path) -> Result<RawExposure> {
         let mut r = FitsReader::open(path)?;
-        let mut primary = Header::read(&mut r, PRIMARY)?;
         let names = r.hdu_names()?;
+        // exposure keywords: the SPEC HDU when present (DESI), else the primary
+        let glob = if names.iter().any(|n| n == "SPEC") {
+            "SPEC"
+        } else {
+            PRIMARY
+        };
+        let mut primary = Header::read(&mut r, glob)?;
         let mut cameras = Vec::new();
         for n in &names {
             let lower = n.to_ascii_lowercase();
@@ -364,6 +370,9 @@ impl RawExposure {
             }
             Ok(())
         };
+        // DESI layout: HDU 0 empty (no EXPTIME, so desispec's read_raw_primary_header moves
+        // on), the exposure keywords in an empty image HDU "SPEC", then the cameras.
+        w.image::<f32>("SPEC", &[0], &[])?;
         put(&mut w)?;
         self.primary.write(&mut w)?;
         for c in &self.cameras {

@@ -289,7 +289,7 @@ impl Spectra {
             let flux = r.image2::<f32>(&format!("{b}_FLUX"))?;
             let ivar = r.image2::<f32>(&format!("{b}_IVAR"))?;
             let mask_name = format!("{b}_MASK");
-            let mask = if names.iter().any(|x| *x == mask_name) {
+            let mask = if names.contains(&mask_name) {
                 Some(r.image2::<i32>(&mask_name)?)
             } else {
                 None
@@ -370,7 +370,7 @@ impl Spectra {
         }
         w.table("FIBERMAP", &self.fibermap.columns)?;
         if let Some(t) = &self.exp_fibermap {
-            w.table("EXP_FIBERMAP", &t.columns)?;
+            write_with_logicals(&mut w, "EXP_FIBERMAP", &t.columns)?;
         }
         for b in &self.bands {
             let up = b.name.to_ascii_uppercase();
@@ -410,4 +410,397 @@ impl Spectra {
         w.commit()?;
         Ok(())
     }
+}
+
+/// Writes a table whose `IN_COADD_*` columns (held as 0/1 bytes) are FITS logicals ('L'), as
+/// desispec writes them: the bytes are stored as the FITS logical characters 'T'/'F' and the
+/// column's TFORM is set to L (a logical is one byte, so the row layout is unchanged).
+pub fn write_with_logicals(w: &mut FitsWriter, extname: &str, columns: &[Column]) -> Result<()> {
+    let is_logical =
+        |c: &Column| c.name.starts_with("IN_COADD_") && matches!(c.data, ColumnData::U8(_));
+    let cols: Vec<Column> = columns
+        .iter()
+        .map(|c| match (&c.data, is_logical(c)) {
+            (ColumnData::U8(v), true) => Column {
+                name: c.name.clone(),
+                unit: c.unit.clone(),
+                data: ColumnData::U8(
+                    v.iter()
+                        .map(|&b| if b != 0 { b'T' } else { b'F' })
+                        .collect(),
+                ),
+            },
+            _ => c.clone(),
+        })
+        .collect();
+    w.table(extname, &cols)?;
+    for (i, c) in columns.iter().enumerate() {
+        if is_logical(c) {
+            w.key(&format!("TFORM{}", i + 1), "L")?;
+        }
+    }
+    Ok(())
+}
+
+/// Columns of a per-exposure fibermap that desispec keeps in EXP_FIBERMAP, in its order
+/// (`desispec.coaddition.fibermap_perexp_cols`).
+const PEREXP_COLS: [&str; 24] = [
+    "TARGETID",
+    "PRIORITY",
+    "SUBPRIORITY",
+    "NIGHT",
+    "EXPID",
+    "MJD",
+    "TILEID",
+    "EXPTIME",
+    "PETAL_LOC",
+    "DEVICE_LOC",
+    "LOCATION",
+    "FIBER",
+    "FIBERSTATUS",
+    "FIBERASSIGN_X",
+    "FIBERASSIGN_Y",
+    "LAMBDA_REF",
+    "PLATE_RA",
+    "PLATE_DEC",
+    "NUM_ITER",
+    "FIBER_X",
+    "FIBER_Y",
+    "DELTA_X",
+    "DELTA_Y",
+    "FIBER_RA",
+];
+const PEREXP_COLS_TAIL: [&str; 2] = ["FIBER_DEC", "PSF_TO_FIBER_SPECFLUX"];
+
+/// FIBERSTATUS bits that exclude an exposure from a band's coadd
+/// (`desispec.fiberbitmasking.get_all_fiberbitmask_with_amp`).
+fn bad_fiberstatus(band: char) -> i64 {
+    use crate::redshift::zwarn::fibermask as fm;
+    let base = fm::BROKENFIBER
+        | fm::MISSINGPOSITION
+        | fm::BADPOSITION
+        | fm::BADFIBER
+        | fm::BADTRACE
+        | fm::BADARC
+        | fm::BADFLAT
+        | fm::MANYBADCOL
+        | fm::MANYREJECTED;
+    base | match band {
+        'b' => fm::BADAMPB,
+        'r' => fm::BADAMPR,
+        _ => fm::BADAMPZ,
+    }
+}
+
+fn f32s(v: Vec<f64>) -> ColumnData {
+    ColumnData::F32(v.into_iter().map(|x| x as f32).collect())
+}
+
+/// desispec `coadd_fibermap`: one row per target (first-appearance order) with COADD_* and
+/// MEAN_/RMS_/STD_ columns, and the per-exposure table (EXP_FIBERMAP) with IN_COADD_B/R/Z
+/// (written as 0/1 bytes). Returns `(fibermap, exp_fibermap)`.
+pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
+    let tid = fm.i64_col("TARGETID").unwrap_or_default();
+    let n = tid.len();
+    let mut order: Vec<i64> = Vec::new();
+    let mut first = Vec::new();
+    for (i, t) in tid.iter().enumerate() {
+        if !order.contains(t) {
+            order.push(*t);
+            first.push(i);
+        }
+    }
+    let groups: Vec<Vec<usize>> = order
+        .iter()
+        .map(|t| (0..n).filter(|&i| tid[i] == *t).collect())
+        .collect();
+    let onetile = fm
+        .i64_col("TILEID")
+        .map(|v| v.iter().all(|&x| x == v[0]))
+        .unwrap_or(false);
+    let status = fm
+        .i64_col("FIBERSTATUS")
+        .or_else(|| fm.i64_col("COADD_FIBERSTATUS"))
+        .unwrap_or_else(|| vec![0; n]);
+    let in_band =
+        |b: char| -> Vec<bool> { status.iter().map(|s| s & bad_fiberstatus(b) == 0).collect() };
+    let (inb, inr, inz) = (in_band('b'), in_band('r'), in_band('z'));
+    let good: Vec<bool> = (0..n).map(|i| inb[i] || inr[i] || inz[i]).collect();
+
+    let base = fm.select(&first);
+    let mean_cols: Vec<&str> = if onetile {
+        vec![
+            "DELTA_X",
+            "DELTA_Y",
+            "PSF_TO_FIBER_SPECFLUX",
+            "FIBER_X",
+            "FIBER_Y",
+        ]
+    } else {
+        vec!["DELTA_X", "DELTA_Y", "PSF_TO_FIBER_SPECFLUX"]
+    };
+    let removed: Vec<&str> = {
+        let mut r = vec![
+            "NIGHT",
+            "EXPID",
+            "MJD",
+            "EXPTIME",
+            "NUM_ITER",
+            "FIBER_RA",
+            "FIBER_DEC",
+        ];
+        r.extend(mean_cols.iter().copied());
+        if !onetile {
+            r.extend([
+                "TILEID",
+                "FIBER",
+                "FIBER_X",
+                "FIBER_Y",
+                "PRIORITY",
+                "PETAL_RA",
+                "PETAL_DEC",
+                "LAMBDA_REF",
+                "FIBERASSIGN_X",
+                "FIBERASSIGN_Y",
+                "PETAL_LOC",
+                "DEVICE_LOC",
+                "LOCATION",
+            ]);
+        }
+        r
+    };
+    let target_bits = [
+        "CMX_TARGET",
+        "DESI_TARGET",
+        "BGS_TARGET",
+        "MWS_TARGET",
+        "SCND_TARGET",
+    ];
+    let mut cols: Vec<Column> = Vec::new();
+    for c in base.columns {
+        if removed.contains(&c.name.as_str()) {
+            continue;
+        }
+        let mut c = c;
+        if c.name == "FIBERSTATUS" {
+            c.name = "COADD_FIBERSTATUS".into();
+            let v: Vec<i64> = groups
+                .iter()
+                .map(|g| {
+                    let gg: Vec<usize> = g.iter().copied().filter(|&i| good[i]).collect();
+                    if gg.is_empty() {
+                        g.iter().fold(0, |a, &i| a | status[i])
+                    } else {
+                        gg.iter().fold(-1, |a, &i| a & status[i])
+                    }
+                })
+                .collect();
+            c.data = ColumnData::I32(v.into_iter().map(|x| x as i32).collect());
+        } else if target_bits.contains(&c.name.as_str())
+            || c.name.starts_with("SV") && c.name.ends_with("_TARGET")
+        {
+            if let Some(all) = fm.i64_col(&c.name) {
+                let v: Vec<i64> = groups
+                    .iter()
+                    .map(|g| g.iter().fold(0, |a, &i| a | all[i]))
+                    .collect();
+                c.data = match c.data {
+                    ColumnData::I32(_) => {
+                        ColumnData::I32(v.into_iter().map(|x| x as i32).collect())
+                    }
+                    _ => ColumnData::I64(v),
+                };
+            }
+        }
+        cols.push(c);
+    }
+    // which exposures enter the means: the good ones, or all when none is good
+    let use_rows: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|g| {
+            let gg: Vec<usize> = g.iter().copied().filter(|&i| good[i]).collect();
+            if gg.is_empty() {
+                g.clone()
+            } else {
+                gg
+            }
+        })
+        .collect();
+    let good_rows: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|g| g.iter().copied().filter(|&i| good[i]).collect())
+        .collect();
+    cols.push(Column::new(
+        "COADD_NUMEXP",
+        ColumnData::I16(good_rows.iter().map(|g| g.len() as i16).collect()),
+    ));
+    if let Some(et) = fm.f64_col("EXPTIME") {
+        cols.push(Column::new(
+            "COADD_EXPTIME",
+            f32s(
+                good_rows
+                    .iter()
+                    .map(|g| g.iter().map(|&i| et[i] as f32 as f64).sum())
+                    .collect(),
+            ),
+        ));
+    }
+    for (name, col) in [("COADD_NUMNIGHT", "NIGHT"), ("COADD_NUMTILE", "TILEID")] {
+        if let Some(v) = fm.i64_col(col) {
+            cols.push(Column::new(
+                name,
+                ColumnData::I16(
+                    good_rows
+                        .iter()
+                        .map(|g| {
+                            let mut u: Vec<i64> = g.iter().map(|&i| v[i]).collect();
+                            u.sort();
+                            u.dedup();
+                            u.len() as i16
+                        })
+                        .collect(),
+                ),
+            ));
+        }
+    }
+    let mean = |v: &[f64], rows: &[usize]| {
+        rows.iter().map(|&i| v[i]).sum::<f64>() / rows.len().max(1) as f64
+    };
+    for k in &mean_cols {
+        if let Some(v) = fm.f64_col(k) {
+            cols.push(Column::new(
+                &format!("MEAN_{k}"),
+                f32s(use_rows.iter().map(|r| mean(&v, r)).collect()),
+            ));
+            if *k == "DELTA_X" || *k == "DELTA_Y" {
+                let sq: Vec<f64> = v.iter().map(|x| x * x).collect();
+                cols.push(Column::new(
+                    &format!("RMS_{k}"),
+                    f32s(use_rows.iter().map(|r| mean(&sq, r).sqrt()).collect()),
+                ));
+            }
+        }
+    }
+    if let (Some(ra), Some(dec)) = (fm.f64_col("FIBER_RA"), fm.f64_col("FIBER_DEC")) {
+        let (mut mra, mut sra, mut mdec, mut sdec) = (vec![], vec![], vec![], vec![]);
+        for (g, r) in groups.iter().zip(&use_rows) {
+            let gc: Vec<usize> = g
+                .iter()
+                .copied()
+                .filter(|&i| ra[i] != 0.0 || dec[i] != 0.0)
+                .collect();
+            let coords = if gc.is_empty() { g.clone() } else { gc };
+            let both: Vec<usize> = coords.iter().copied().filter(|i| r.contains(i)).collect();
+            let rows = if both.is_empty() { coords } else { both };
+            let ras: Vec<f64> = rows.iter().map(|&i| ra[i]).collect();
+            let decs: Vec<f64> = rows.iter().map(|&i| dec[i]).collect();
+            let (lo, hi) = ras
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            let offset = if hi - lo > 180.0 { 180.0 } else { 0.0 };
+            let ras: Vec<f64> = ras
+                .iter()
+                .map(|x| {
+                    if offset > 0.0 {
+                        (x + offset) % 360.0
+                    } else {
+                        *x
+                    }
+                })
+                .collect();
+            let m = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let sd = |v: &[f64]| {
+                let mu = m(v);
+                (v.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / v.len() as f64).sqrt()
+            };
+            let md = m(&decs);
+            mdec.push(md);
+            sdec.push(sd(&decs) * 3600.0);
+            mra.push((m(&ras) - offset + 360.0) % 360.0);
+            sra.push(sd(&ras) * md.to_radians().cos() * 3600.0);
+        }
+        cols.push(Column::new("MEAN_FIBER_RA", ColumnData::F64(mra)));
+        cols.push(Column::new("STD_FIBER_RA", f32s(sra)));
+        cols.push(Column::new("MEAN_FIBER_DEC", ColumnData::F64(mdec)));
+        cols.push(Column::new("STD_FIBER_DEC", f32s(sdec)));
+    }
+    if let Some(mjd) = fm.f64_col("MJD") {
+        let pick = |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+            use_rows
+                .iter()
+                .map(|r| f(&r.iter().map(|&i| mjd[i]).collect::<Vec<_>>()))
+                .collect()
+        };
+        cols.push(Column::new(
+            "MIN_MJD",
+            ColumnData::F64(pick(&|v| v.iter().cloned().fold(f64::MAX, f64::min))),
+        ));
+        cols.push(Column::new(
+            "MAX_MJD",
+            ColumnData::F64(pick(&|v| v.iter().cloned().fold(f64::MIN, f64::max))),
+        ));
+        cols.push(Column::new(
+            "MEAN_MJD",
+            ColumnData::F64(pick(&|v| v.iter().sum::<f64>() / v.len() as f64)),
+        ));
+    }
+    let mut exp_cols: Vec<Column> = PEREXP_COLS
+        .iter()
+        .chain(PEREXP_COLS_TAIL.iter())
+        .filter_map(|k| fm.columns.iter().find(|c| c.name == *k).cloned())
+        .collect();
+    for (name, v) in [
+        ("IN_COADD_B", &inb),
+        ("IN_COADD_R", &inr),
+        ("IN_COADD_Z", &inz),
+    ] {
+        exp_cols.push(Column::new(
+            name,
+            ColumnData::U8(v.iter().map(|&b| u8::from(b)).collect()),
+        ));
+    }
+    (Table { columns: cols }, Table { columns: exp_cols })
+}
+
+/// desispec `compute_coadd_tsnr_scores`: TARGETID plus every `TSNR2_<T>_<band>` summed over
+/// the target's spectra, and `TSNR2_<T>` summed over bands (float32).
+pub fn coadd_tsnr2(scores: &Table) -> Table {
+    let tid = scores.i64_col("TARGETID").unwrap_or_default();
+    let mut order: Vec<i64> = Vec::new();
+    for t in &tid {
+        if !order.contains(t) {
+            order.push(*t);
+        }
+    }
+    let mut cols = vec![Column::new("TARGETID", ColumnData::I64(order.clone()))];
+    let mut types: Vec<(String, Vec<f32>)> = Vec::new();
+    for c in &scores.columns {
+        let parts: Vec<&str> = c.name.split('_').collect();
+        if !c.name.starts_with("TSNR2_") || parts.len() != 3 {
+            continue;
+        }
+        if !["B", "R", "Z", "b", "r", "z"].contains(&parts[2]) {
+            continue;
+        }
+        let Some(v) = scores.f64_col(&c.name) else {
+            continue;
+        };
+        let sums: Vec<f32> = order
+            .iter()
+            .map(|t| {
+                (0..tid.len())
+                    .filter(|&i| tid[i] == *t)
+                    .fold(0f32, |a, i| a + v[i] as f32)
+            })
+            .collect();
+        match types.iter_mut().find(|(n, _)| n == parts[1]) {
+            Some((_, tot)) => tot.iter_mut().zip(&sums).for_each(|(a, b)| *a += b),
+            None => types.push((parts[1].to_string(), sums.clone())),
+        }
+        cols.push(Column::new(&c.name, ColumnData::F32(sums)));
+    }
+    for (t, tot) in types {
+        cols.push(Column::new(&format!("TSNR2_{t}"), ColumnData::F32(tot)));
+    }
+    Table { columns: cols }
 }

@@ -57,6 +57,9 @@ pub struct Template {
     pub nbasis: usize,
     /// Coarse redshift grid scanned for this template. `[nz]`
     pub redshifts: Vec<f64>,
+    /// Whether `redshifts` is redrock's default grid (no REDSHIFTS HDU): only such templates
+    /// take `--zscan-<type>` overrides, as in rrdesi.
+    pub default_grid: bool,
 }
 
 impl Template {
@@ -174,7 +177,8 @@ impl Template {
                 "IGM model Inoue14 is not supported",
             ));
         }
-        let redshifts = if r.has_hdu("REDSHIFTS") {
+        let default_grid = !r.has_hdu("REDSHIFTS");
+        let redshifts = if !default_grid {
             r.image1::<f64>("REDSHIFTS")?.to_vec()
         } else {
             default_redshifts(&spectype).ok_or_else(|| {
@@ -209,6 +213,7 @@ impl Template {
             flux,
             nbasis,
             redshifts,
+            default_grid,
         })
     }
 }
@@ -247,6 +252,36 @@ pub fn default_redshifts(spectype: &str) -> Option<Vec<f64>> {
         "STAR" => Some(np_arange(-0.002, 0.00201, 4e-5)),
         _ => None,
     }
+}
+
+/// A redshift grid from rrdesi's `--zscan-<type> zmin,zmax,dz` syntax: log-uniform in 1+z
+/// for GALAXY and QSO (dz in dex), linear for STAR.
+pub fn zscan_grid(spectype: &str, spec: &str) -> std::result::Result<Vec<f64>, String> {
+    let v: Vec<f64> = spec
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("bad zscan '{spec}': {e}"))?;
+    let [zmin, zmax, dz] = v[..] else {
+        return Err(format!("bad zscan '{spec}': expected zmin,zmax,dz"));
+    };
+    if !(zmax > zmin && dz > 0.0 && zmin > -1.0) {
+        return Err(format!(
+            "bad zscan '{spec}': need -1 < zmin < zmax and dz > 0"
+        ));
+    }
+    let g: Vec<f64> = if spectype == "STAR" {
+        np_arange(zmin, zmax, dz)
+    } else {
+        np_arange((1.0 + zmin).log10(), (1.0 + zmax).log10(), dz)
+            .into_iter()
+            .map(|x| 10f64.powf(x) - 1.0)
+            .collect()
+    };
+    if g.len() < 3 {
+        return Err(format!("zscan '{spec}' gives fewer than 3 redshifts"));
+    }
+    Ok(g)
 }
 
 /// Resolves a template set as redrock's `find_templates` does: a `.txt` list file (one name

@@ -89,10 +89,10 @@ impl TraceSet {
     /// Value for `fiber` (0-based row) at `w`. Panics if `fiber` is out of range.
     #[inline]
     pub fn eval(&self, fiber: usize, w: f64) -> f64 {
-        let row = self.coeff.row(fiber);
-        match row.as_slice() {
-            Some(c) => legval(self.normalise(w), c),
-            None => legval(self.normalise(w), &row.to_vec()),
+        let nc = self.coeff.ncols();
+        match self.coeff.as_slice() {
+            Some(c) => legval(self.normalise(w), &c[fiber * nc..(fiber + 1) * nc]),
+            None => legval(self.normalise(w), &self.coeff.row(fiber).to_vec()),
         }
     }
 

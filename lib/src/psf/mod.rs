@@ -340,20 +340,42 @@ impl GaussHermitePsf {
             tail: vec![TAIL_DEFAULTS; n],
             ngh,
         };
+        // Raw coefficient slices (standard layout) and normalised coordinates per wavelength:
+        // the same Clenshaw evaluation as `param_row`, without per-call slicing overhead.
+        let nc = self.ncoef();
+        let nfib = self.nfiber();
+        let std_coeff;
+        let coeff: &[f64] = match self.param_coeff.as_slice() {
+            Some(c) => c,
+            None => {
+                std_coeff = self.param_coeff.as_standard_layout().to_owned();
+                std_coeff.as_slice().unwrap_or(&[])
+            }
+        };
+        let scale = 2.0 / (self.param_wmax - self.param_wmin);
+        let us: Vec<f64> = waves
+            .iter()
+            .map(|&w| (w - self.param_wmin) * scale - 1.0)
+            .collect();
+        let row = |p: usize, fib: usize, u: f64| {
+            let o = (p * nfib + fib) * nc;
+            legval(u, &coeff[o..o + nc])
+        };
         for f in 0..nfiber {
             let fib = fiber0 + f;
             for (iw, &w) in waves.iter().enumerate() {
                 let k = f * nw + iw;
+                let u = us[iw];
                 b.x[k] = self.xtrace.eval(fib, w);
                 b.y[k] = self.ytrace.eval(fib, w);
-                b.sigx[k] = self.param_row(self.idx.sigx, fib, w);
-                b.sigy[k] = self.param_row(self.idx.sigy, fib, w);
-                for (g, &row) in self.idx.gh.iter().enumerate() {
-                    b.gh[k * ngh + g] = self.param_row(row, fib, w);
+                b.sigx[k] = row(self.idx.sigx, fib, u);
+                b.sigy[k] = row(self.idx.sigy, fib, u);
+                for (g, &r) in self.idx.gh.iter().enumerate() {
+                    b.gh[k * ngh + g] = row(r, fib, u);
                 }
-                for (t, row) in self.idx.tail.iter().enumerate() {
-                    if let Some(r) = row {
-                        b.tail[k][t] = self.param_row(*r, fib, w);
+                for (t, r) in self.idx.tail.iter().enumerate() {
+                    if let Some(r) = r {
+                        b.tail[k][t] = row(*r, fib, u);
                     }
                 }
             }

@@ -1,6 +1,9 @@
 //! Candidate minima of a χ²(z) scan and their refinement (redrock `fitz.py`,
 //! reference/redshift.md §2.5–2.6).
 
+// Index loops mirror the formulas (and redrock's code) over several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
 use super::scan::{build_block, fit_block, Prepared, HUGE_CHI2, LANES};
 use super::target::{Grid, Target};
 use super::zwarn;

@@ -2,6 +2,9 @@
 //! reference/redshift.md §2.8): for each line ℓ, pixels with rest wavelength below λ_ℓ are
 //! multiplied by exp(−A_ℓ (λ/λ_ℓ)^B_ℓ).
 
+// Index loops mirror the formulas (and redrock's code) over several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
 use crate::io::templates::IgmModel;
 
 /// Lyman α rest wavelength, Angstrom (redrock constants.py).

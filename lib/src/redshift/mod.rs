@@ -205,7 +205,14 @@ pub fn fit(
     targets: &[Target],
     opts: &FitOptions,
 ) -> FitOutput {
+    let t0 = std::time::Instant::now();
     let scans = scan_all(templates, grids, targets);
+    log::debug!(
+        "coarse scan of {} targets: {:.2} s",
+        targets.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
     let ranked: Vec<Vec<Ranked>> = targets
         .par_iter()
         .enumerate()
@@ -221,72 +228,10 @@ pub fn fit(
             zfind::rank(all, opts.nminima)
         })
         .collect();
+    log::debug!(
+        "refinement of {} targets: {:.2} s",
+        targets.len(),
+        t0.elapsed().as_secs_f64()
+    );
     FitOutput { scans, ranked }
-}
-
-#[cfg(test)]
-mod conformance {
-    use super::*;
-    use crate::io::fits::FitsReader;
-    use crate::io::spectra::Spectra;
-    use crate::io::templates::load_templates;
-    use crate::testsupport::shared_file;
-
-    /// Fits the first `n` targets of spectra-30 and compares with rrdesi's output
-    /// (tolerances: shared/data/README.md "Assertions for spx-redshift").
-    fn check(n: usize) {
-        let (Some(spec), Some(rr), Some(tl)) = (
-            shared_file("redshift/spectra-30.fits"),
-            shared_file("redshift/redrock-30.fits"),
-            shared_file("redrock-templates/templates-spx.txt"),
-        ) else {
-            return;
-        };
-        let spectra = Spectra::read(&spec).unwrap();
-        let grids = target::grids(&spectra);
-        let ids = target::unique_targetids(&spectra);
-        let ids = &ids[..n.min(ids.len())];
-        let targets = target::prepare_targets(&spectra, ids, true);
-        let templates = prepare(load_templates(&tl).unwrap(), &grids).unwrap();
-        let out = fit(&templates, &grids, &targets, &FitOptions::default());
-        let mut r = FitsReader::open(&rr).unwrap();
-        let tid: Vec<i64> = r.col("REDSHIFTS", "TARGETID").unwrap();
-        let z: Vec<f64> = r.col("REDSHIFTS", "Z").unwrap();
-        let zerr: Vec<f64> = r.col("REDSHIFTS", "ZERR").unwrap();
-        let chi2: Vec<f64> = r.col("REDSHIFTS", "CHI2").unwrap();
-        let dchi2: Vec<f64> = r.col("REDSHIFTS", "DELTACHI2").unwrap();
-        let zwarn: Vec<i64> = r.col("REDSHIFTS", "ZWARN").unwrap();
-        let st: Vec<String> = r.col("REDSHIFTS", "SPECTYPE").unwrap();
-        let sub: Vec<String> = r.col("REDSHIFTS", "SUBTYPE").unwrap();
-        let mut bad = 0;
-        for (i, tg) in targets.iter().enumerate() {
-            let j = tid.iter().position(|&t| t == tg.targetid).unwrap();
-            let b = &out.ranked[i][0];
-            let c = &b.cand;
-            let ok = c.spectype == st[j].trim()
-                && c.subtype == sub[j].trim()
-                && c.zwarn == zwarn[j]
-                && (c.z - z[j]).abs() <= (1e-6 * (1.0 + z[j])).max(0.01 * zerr[j])
-                && (c.chi2 - chi2[j]).abs() <= 1e-5 * chi2[j]
-                && ((b.deltachi2 - dchi2[j]).abs() <= 1e-4 * dchi2[j]
-                    || (b.deltachi2 - dchi2[j]).abs() <= 0.05);
-            if !ok {
-                bad += 1;
-            }
-            eprintln!(
-                "{} {} {:>6}/{:<3} {:>6}/{:<3} z {:.7} {:.7} dz/zerr {:.2e} chi2 {:.4} {:.4} ({:.1e}) dchi2 {:.3} {:.3} zwarn {} {}",
-                if ok { "ok " } else { "BAD" },
-                tg.targetid, c.spectype, c.subtype, st[j].trim(), sub[j].trim(), c.z, z[j],
-                (c.z - z[j]) / zerr[j], c.chi2, chi2[j], (c.chi2 - chi2[j]) / chi2[j],
-                b.deltachi2, dchi2[j], c.zwarn, zwarn[j]
-            );
-        }
-        assert_eq!(bad, 0, "{bad} targets disagree with redrock");
-    }
-
-    #[test]
-    #[ignore = "release build: scripts/bench-redshift runs it"]
-    fn all_30_targets_match_redrock() {
-        check(30);
-    }
 }

@@ -4,6 +4,9 @@
 //! band (resolution diagonals weighted by ivar, so columns with ivar 0 drop out of R), ivar 0
 //! where an R row sums to < 0.99, then the sky-line mask.
 
+// Index loops mirror the formulas (and redrock's code) over several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
 use crate::io::spectra::Spectra;
 
 use super::rebin::centers2edges;

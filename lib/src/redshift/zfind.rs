@@ -2,6 +2,9 @@
 //! reference/redshift.md §2.7): coverage flags, sort by (bad fit, χ²), at most `nminima` per
 //! SPECTYPE, DELTACHI2 and SMALL_DELTA_CHI2.
 
+// Index loops mirror the formulas (and redrock's code) over several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
 use super::fitz::{get_dv, Candidate};
 use super::zwarn;
 

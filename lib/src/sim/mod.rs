@@ -9,7 +9,10 @@
 //! electrons/Å, recovers N/Δλ convolved with the resolution.
 
 pub mod cosmics;
+pub mod exposure;
 pub mod fibermap;
 pub mod layout;
 pub mod noise;
+pub mod project;
+pub mod psfmodel;
 pub mod spectra;

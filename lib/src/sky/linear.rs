@@ -96,50 +96,38 @@ pub(crate) fn normal_equations(
     let nd = bands.first().map(|b| b.ndiag).unwrap_or(1);
     let h = nd / 2;
     let p = 2 * h;
-    // weighted columns: wr[f][j*nd+k] = w_f[i] R_f[i, j] with i = j + k - h
-    let wr: Vec<Vec<f64>> = bands
-        .par_iter()
-        .enumerate()
-        .map(|(f, b)| {
-            let wf = w.row(f);
-            let mut out = vec![0.0; n * nd];
-            for j in 0..n {
-                for k in 0..nd {
-                    let c = b.cols[j * nd + k];
-                    if c != 0.0 {
-                        out[j * nd + k] = wf[j + k - h] * c;
-                    }
-                }
-            }
-            out
-        })
-        .collect();
+    // contiguous copies: slice indexing in the hot loop instead of strided views
+    let w = w.as_standard_layout();
+    let y = y.as_standard_layout();
+    let (w, y) = (w.as_slice().unwrap_or(&[]), y.as_slice().unwrap_or(&[]));
     let cols: Vec<(Vec<f64>, f64)> = (0..n)
         .into_par_iter()
         .map(|j| {
             let mut col = vec![0.0; p + 1];
             let mut bj = 0.0;
+            let mut wrj = vec![0.0f64; nd];
+            // rows i = j + k - h of column j, clipped to the matrix
+            let k0 = h.saturating_sub(j);
+            let k1 = nd.min(n + h - j);
             for (f, b) in bands.iter().enumerate() {
-                let wrj = &wr[f][j * nd..(j + 1) * nd];
-                // A[j+d, j] = Σ_k wr[j][k] R[i, j+d], row i = j + k - h = (j+d) + (k-d) - h
-                for (d, a) in col.iter_mut().enumerate() {
-                    if j + d >= n || d > 2 * h {
-                        break;
-                    }
+                // weighted column j: wrj[k] = w_f[i] R_f[i, j] with i = j + k - h
+                let wf = &w[f * n..(f + 1) * n];
+                let yf = &y[f * n..(f + 1) * n];
+                let cj = &b.cols[j * nd..(j + 1) * nd];
+                wrj.iter_mut().for_each(|v| *v = 0.0);
+                for k in k0..k1 {
+                    wrj[k] = wf[j + k - h] * cj[k];
+                }
+                // A[j+d, j] = Σ_k wrj[k] R[i, j+d], row i = j + k - h = (j+d) + (k-d) - h
+                for (d, a) in col.iter_mut().enumerate().take(nd.min(n - j)) {
                     let other = &b.cols[(j + d) * nd..(j + d + 1) * nd];
-                    let mut s = 0.0;
-                    for k in d..nd {
-                        s += wrj[k] * other[k - d];
-                    }
+                    let s: f64 = wrj[d..]
+                        .iter()
+                        .zip(&other[..nd - d])
+                        .fold(0.0, |s, (a, b)| s + a * b);
                     *a += s;
                 }
-                let yf = y.row(f);
-                let mut s = 0.0;
-                for (k, &v) in wrj.iter().enumerate() {
-                    if v != 0.0 {
-                        s += v * yf[j + k - h];
-                    }
-                }
+                let s: f64 = (k0..k1).fold(0.0, |s, k| s + wrj[k] * yf[j + k - h]);
                 bj += s;
             }
             (col, bj)

@@ -20,6 +20,7 @@ use crate::io::frame::Frame;
 use crate::io::sky::SkyModel;
 use crate::maskbits::{fibermask, specmask};
 use crate::resolution::Resolution;
+pub use crate::stats::{allclose, combine_ivar, interp};
 
 /// Errors of the sky stages.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,8 @@ pub(crate) fn mean_resolution(frame: &Frame) -> Resolution {
 /// with its defaults: no wavelength/LSF adjustment, no offsets, gradients or TPCORR).
 pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyError> {
     let (nspec, nwave) = (frame.nspec(), frame.nwave());
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| log::debug!("{what} done at {:.3} s", t0.elapsed().as_secs_f64());
     let status = frame.fibermap.fiberstatus();
     let candidates: Vec<usize> = frame
         .fibermap
@@ -103,15 +106,28 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         .collect();
     if candidates.is_empty() {
         return Err(SkyError::NoSkyFibers(
-            "no fiber with OBJTYPE=SKY (and without VARIABLETHRU) in the FIBERMAP".into(),
+            "the FIBERMAP has no fiber with OBJTYPE=SKY (and without VARIABLETHRU)".into(),
         ));
     }
-    let (work_ivar, _) = fiberbitmasked_ivar(frame, sky_fatal_bits(frame));
-    let skyfibers: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|&f| work_ivar.row(f).iter().any(|&v| v > 0.0))
-        .collect();
+    // working ivar of the candidates: frame ivar × (mask == 0), zero on sky-fatal fibers
+    let fatal = sky_fatal_bits(frame);
+    let work_row = |f: usize| -> Vec<f64> {
+        if status[f] & fatal != 0 {
+            return vec![0.0; nwave];
+        }
+        (0..nwave)
+            .map(|j| {
+                if frame.mask[[f, j]] == 0 {
+                    frame.ivar[[f, j]]
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let mut work: Vec<(usize, Vec<f64>)> = candidates.iter().map(|&f| (f, work_row(f))).collect();
+    work.retain(|(_, iv)| iv.iter().any(|&v| v > 0.0));
+    let skyfibers: Vec<usize> = work.iter().map(|(f, _)| *f).collect();
     if skyfibers.len() < candidates.len() {
         log::warn!(
             "{} sky fibers discarded (ivar=0 or bad FIBERSTATUS), {} left",
@@ -121,14 +137,14 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
     }
     if skyfibers.is_empty() {
         return Err(SkyError::NoSkyFibers(format!(
-            "all {} sky fibers have ivar=0 or a fatal FIBERSTATUS",
+            "all {} sky fibers have IVAR=0 (or MASK set) everywhere or a fatal FIBERSTATUS",
             candidates.len()
         )));
     }
     let nsky = skyfibers.len();
     log::info!("sky model from {nsky} sky fibers, {nwave} wavelengths");
     let flux = frame.flux.select(Axis(0), &skyfibers);
-    let ivar = work_ivar.select(Axis(0), &skyfibers);
+    let ivar = Array2::from_shape_fn((nsky, nwave), |(s, j)| work[s].1[j]);
     let res: Vec<Resolution> = skyfibers.iter().map(|&f| frame.resolution_of(f)).collect();
     let fit = linear::compute_sky_linear(flux.view(), ivar.view(), &res, &opts.linear);
     log::info!(
@@ -140,6 +156,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
 
     // statistical variance through the mean resolution: diag(R̄ C R̄ᵀ), the same for every
     // fiber (desispec's approximation to save time)
+    lap("linear fit");
     let rmean = mean_resolution(frame);
     let stat_var = convolved_variance(&rmean, &fit.covariance);
     let stat_ivar: Vec<f64> = stat_var
@@ -148,17 +165,20 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         .collect();
 
     // the sky of every fiber
-    let rows: Vec<Vec<f64>> = (0..nspec)
-        .into_par_iter()
-        .map(|f| {
-            frame
-                .resolution_of(f)
-                .apply(&fit.deconvolved)
-                .unwrap_or_else(|_| vec![0.0; nwave])
-        })
-        .collect();
-    let mut csky = Array2::from_shape_fn((nspec, nwave), |(f, j)| rows[f][j]);
+    let mut cbuf = vec![0.0; nspec * nwave];
+    cbuf.par_chunks_mut(nwave.max(1))
+        .enumerate()
+        .for_each(|(f, row)| {
+            convolve_band(
+                frame.resolution.index_axis(Axis(0), f),
+                &fit.deconvolved,
+                row,
+            )
+        });
+    let mut csky = Array2::from_shape_vec((nspec, nwave), cbuf)
+        .unwrap_or_else(|_| Array2::zeros((nspec, nwave)));
 
+    lap("convolved sky and statistical variance");
     let mut sky_ivar = if nsky > 1 && opts.add_variance {
         variance::model_variance(
             frame.flux.view(),
@@ -209,6 +229,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         mask.row_mut(f).mapv_inplace(|m| m | specmask::BADSKY);
     }
 
+    lap("variance inflation and masking");
     let thru = throughput::throughput_corrections(
         frame.wave.as_slice().unwrap_or(&[]),
         frame.flux.view(),
@@ -217,6 +238,7 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         csky.view(),
         ivar2.view(),
     );
+    lap("throughput corrections");
     let targetids = frame.fibermap.targetids();
     Ok(SkyModel {
         wave: frame.wave.clone(),
@@ -229,6 +251,23 @@ pub fn compute_sky(frame: &Frame, opts: &SkyOptions) -> Result<SkyModel, SkyErro
         skytargetid: Some(skyfibers.iter().map(|&f| targetids[f]).collect()),
         header: frame.header.clone(),
     })
+}
+
+/// `out = R · x` for a resolution in DESI band storage `[ndiag, nwave]` (a view into a frame's
+/// RESOLUTION, so that 500 fibers are convolved without copying their matrices).
+pub fn convolve_band(band: ndarray::ArrayView2<f64>, x: &[f64], out: &mut [f64]) {
+    let n = x.len().min(out.len()).min(band.ncols());
+    out.iter_mut().for_each(|v| *v = 0.0);
+    let h = (band.nrows() / 2) as isize;
+    for (k, row) in band.outer_iter().enumerate() {
+        let d = h - k as isize;
+        // R[j - d, j] = row[j] contributes to out[j - d]
+        let j0 = d.max(0) as usize;
+        let j1 = (n as isize + d.min(0)).max(0) as usize;
+        for j in j0..j1 {
+            out[(j as isize - d) as usize] += row[j] * x[j];
+        }
+    }
 }
 
 /// `diag(R C Rᵀ)` `[nwave]` for a resolution R and the band of a covariance C whose
@@ -336,36 +375,124 @@ fn apply_line_throughput(skyflux: &mut Array2<f64>, sky: &SkyModel, tc: &Array1<
     }
 }
 
-/// numpy `interp` (constant extrapolation) for increasing `x`.
-pub fn interp(t: f64, x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if t <= x[0] {
-        return y[0];
-    }
-    if t >= x[n - 1] {
-        return y[n - 1];
-    }
-    let i = x.partition_point(|&v| v <= t); // x[i-1] <= t < x[i]
-    let (x0, x1, y0, y1) = (x[i - 1], x[i], y[i - 1], y[i]);
-    y0 + (t - x0) * (y1 - y0) / (x1 - x0)
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::io::fibermap::Fibermap;
+    use crate::io::fits::{Column, ColumnData};
+    use crate::io::header::Header;
+    use ndarray::Array3;
 
-/// desispec `combine_ivar`: `1/(1/a + 1/b)` where both are positive, else 0.
-pub fn combine_ivar(a: f64, b: f64) -> f64 {
-    if a > 0.0 && b > 0.0 {
-        1.0 / (1.0 / a + 1.0 / b)
-    } else {
-        0.0
+    /// A small r-camera frame: 4 fibers over 5760–5840 Å (0.8 Å), identity resolution.
+    pub(crate) fn tiny_frame(camera: &str) -> Frame {
+        let (ns, nw) = (4, 101);
+        let mut resolution = Array3::zeros((ns, 3, nw));
+        resolution.index_axis_mut(Axis(1), 1).fill(1.0);
+        let mut fibermap = Fibermap::minimal(&[0, 1, 2, 3]);
+        fibermap
+            .table_mut()
+            .set(Column::new(
+                "FIBERSTATUS",
+                ColumnData::I32(vec![0, fibermask::BADFIBER, 0, 0]),
+            ))
+            .unwrap();
+        let mut header = Header::default();
+        header.set("CAMERA", camera.into());
+        Frame {
+            wave: Array1::from_iter((0..nw).map(|i| 5760.0 + 0.8 * i as f64)),
+            flux: Array2::from_elem((ns, nw), 100.0),
+            ivar: Array2::from_elem((ns, nw), 0.25),
+            mask: Array2::zeros((ns, nw)),
+            resolution,
+            fibermap,
+            chi2pix: None,
+            scores: None,
+            header,
+        }
     }
-}
 
-/// numpy `allclose` with its default tolerances (rtol 1e-5, atol 1e-8).
-pub fn allclose(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(&x, &y)| (x - y).abs() <= 1e-8 + 1e-5 * y.abs())
+    fn tiny_sky(frame: &Frame, thru: f64) -> SkyModel {
+        let (ns, nw) = (frame.nspec(), frame.nwave());
+        // continuum 60 plus a line at 5891.47 Å (a listed sky line ≥ 5700 Å) on every fiber
+        let flux = Array2::from_shape_fn((ns, nw), |(_, j)| {
+            let d = (frame.wave[j] - 5801.0) / 0.8;
+            60.0 + 40.0 * (-0.5 * d * d).exp()
+        });
+        let mut mask = Array2::zeros((ns, nw));
+        mask[[2, 7]] = specmask::BADSKY;
+        SkyModel {
+            wave: frame.wave.clone(),
+            flux,
+            ivar: Array2::from_elem((ns, nw), 1.0 / 12.0),
+            mask,
+            stat_ivar: None,
+            throughput_corrections: Some(Array1::from_elem(ns, thru)),
+            throughput_corrections_model: None,
+            skytargetid: None,
+            header: Header::default(),
+        }
+    }
+
+    #[test]
+    fn subtract_sky_propagates_ivar_and_masks() {
+        let mut fr = tiny_frame("b0");
+        fr.mask[[3, 5]] = specmask::COSMIC;
+        let sky = tiny_sky(&fr, 1.1);
+        subtract_sky(&mut fr, &sky, false).unwrap();
+        // b camera: THRPUTCORR is not applied to the lines
+        assert!((fr.flux[[0, 50]] - (100.0 - sky.flux[[0, 50]])).abs() < 1e-12);
+        // var = 4 + 12
+        assert!((fr.ivar[[0, 0]] - 1.0 / 16.0).abs() < 1e-15);
+        // the BADFIBER fiber and the masked pixel get ivar 0; masks are OR-ed
+        assert!(fr.ivar.row(1).iter().all(|&v| v == 0.0));
+        assert!(fr.mask[[1, 0]] & specmask::BADFIBER != 0);
+        assert_eq!(fr.ivar[[3, 5]], 0.0);
+        assert_eq!(fr.mask[[2, 7]], specmask::BADSKY);
+    }
+
+    #[test]
+    fn throughput_correction_applies_to_lines_only_outside_b() {
+        // a sky line at a listed wavelength (5891.47 Å) on a flat continuum of 60
+        let mut fr = tiny_frame("r0");
+        fr.wave = Array1::from_iter((0..fr.nwave()).map(|i| 5851.0 + 0.8 * i as f64));
+        let mut sky = tiny_sky(&fr, 1.1);
+        sky.wave = fr.wave.clone();
+        let line = 5891.47;
+        sky.flux = Array2::from_shape_fn(sky.flux.dim(), |(_, j)| {
+            let d = (fr.wave[j] - line) / 0.3;
+            60.0 + 40.0 * (-0.5 * d * d).exp()
+        });
+        subtract_sky(&mut fr, &sky, false).unwrap();
+        let jl = (0..fr.nwave())
+            .min_by(|&a, &b| {
+                (fr.wave[a] - line)
+                    .abs()
+                    .total_cmp(&(fr.wave[b] - line).abs())
+            })
+            .unwrap();
+        // on the line: sky' = sky + 0.1 × (sky − continuum 60); far away: sky' = sky
+        let want = 100.0 - (sky.flux[[0, jl]] + 0.1 * (sky.flux[[0, jl]] - 60.0));
+        // (the continuum, interpolated from pixels > 2 Å from the listed lines, is 60 to 1e-8)
+        assert!(
+            (fr.flux[[0, jl]] - want).abs() < 1e-6,
+            "{}",
+            fr.flux[[0, jl]]
+        );
+        assert!((fr.flux[[0, 0]] - 40.0).abs() < 1e-9);
+        // everywhere: sky × THRPUTCORR
+        let mut fr2 = tiny_frame("r0");
+        fr2.wave = fr.wave.clone();
+        subtract_sky(&mut fr2, &sky, true).unwrap();
+        assert!((fr2.flux[[0, 0]] - (100.0 - 66.0)).abs() < 1e-9);
+        // mismatched grids are refused
+        let mut fr3 = tiny_frame("r0");
+        assert!(subtract_sky(&mut fr3, &sky, false).is_err());
+    }
+
+    #[test]
+    fn no_sky_fibers_is_an_error() {
+        let fr = tiny_frame("r0");
+        let e = compute_sky(&fr, &SkyOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("no valid sky fibers"), "{e}");
+    }
 }

@@ -140,3 +140,82 @@ pub fn journal(dir: &Path) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+// --- The shipped nightly.yaml with stand-in stage programs. ---
+
+use spx::io::fits::{FitsWriter, Provenance};
+
+/// Writes a raw file with the header keys the pipeline reads.
+pub fn raw(rawdir: &Path, night: u32, expid: u32, flavor: &str, tile: Option<i64>) {
+    let p = rawdir.join(format!("{night}/{expid:08}/desi-{expid:08}.fits"));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let mut w = FitsWriter::create(&p, &Provenance::current("test", &[])).unwrap();
+    w.key("NIGHT", night as i64).unwrap();
+    w.key("EXPID", expid as i64).unwrap();
+    w.key("FLAVOR", flavor).unwrap();
+    w.key("EXPTIME", 900.0).unwrap();
+    if let Some(t) = tile {
+        w.key("TILEID", t).unwrap();
+    }
+    w.commit().unwrap();
+}
+
+/// Stand-in for every spx-* stage: fails on a missing .fits input, writes its outputs
+/// (after -o, --cframe, --coadd) atomically with its command line as content.
+pub const FAKE: &str = r#"#!/bin/sh
+prog=$(basename "$0"); outs=""; prev=""
+for a in "$@"; do
+  case "$prev" in
+    -o|--cframe|--coadd) outs="$outs $a";;
+    *) case "$a" in *.fits) [ -e "$a" ] || { echo "$prog: missing input $a" >&2; exit 1; };; esac;;
+  esac
+  prev=$a
+done
+[ -n "$outs" ] || { echo "$prog: no output" >&2; exit 1; }
+for o in $outs; do echo "$prog $*" > "$o.tmp" && mv "$o.tmp" "$o"; done
+"#;
+
+pub fn fake_bin(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for s in [
+        "preproc",
+        "psf",
+        "extract",
+        "fiberflat",
+        "sky",
+        "stdstars",
+        "fluxcal",
+        "group",
+        "redshift",
+    ] {
+        let p = bin.join(format!("spx-{s}"));
+        std::fs::write(&p, FAKE).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+pub fn nightly() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("nightly.yaml")
+        .display()
+        .to_string()
+}
+
+/// The night of the nightly tests: zero, dark, 2 arcs, flat, 3 science on 2 tiles.
+pub fn raw_night(rawdir: &Path, night: u32) {
+    for (expid, flavor, tile) in [
+        (1, "zero", None),
+        (2, "dark", None),
+        (3, "arc", None),
+        (4, "arc", None),
+        (5, "flat", None),
+        (6, "science", Some(1000)),
+        (7, "science", Some(1000)),
+        (8, "science", Some(2000)),
+    ] {
+        raw(rawdir, night, expid, flavor, tile);
+    }
+}

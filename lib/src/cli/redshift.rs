@@ -1,0 +1,319 @@
+//! `spx-redshift`: redshifts of the targets of a DESI spectra/coadd file with redrock's
+//! algorithm and templates (reference/redshift.md), written in redrock's output format.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use super::CommonOpts;
+use crate::comm::Comm;
+use crate::io::fits::{require_finite, Provenance};
+use crate::io::redrock::{write_details, RedshiftCatalog, RedshiftRow, ScanDetails, TemplateInfo};
+use crate::io::spectra::{coadd_fibermap, coadd_tsnr2, Spectra, Table};
+use crate::io::templates::{load_templates, zscan_grid};
+use crate::redshift::{self, target, zwarn, FitOptions};
+
+/// Options of spx-redshift.
+#[derive(clap::Parser, Serialize, Deserialize, Debug, Clone)]
+#[command(
+    name = "spx-redshift",
+    version,
+    about = "Fit redshifts of DESI spectra with redrock templates (redrock 0.21 algorithm); \
+writes a redrock catalog (REDSHIFTS, FIBERMAP, EXP_FIBERMAP, TSNR2). Wavelengths in Angstrom.",
+    long_about = None
+)]
+pub struct RedshiftOpts {
+    /// Input spectra or coadd file (desispec format)
+    #[arg(short = 'i', long = "infile", value_name = "SPECTRA")]
+    pub infile: PathBuf,
+    /// Output redrock catalog (FITS)
+    #[arg(short = 'o', long = "outfile", value_name = "REDROCK")]
+    pub outfile: PathBuf,
+    /// Template set: a list file (.txt), a directory of rrtemplate-*.fits, or one file
+    #[arg(short = 't', long, env = "RR_TEMPLATE_DIR", value_name = "DIR_OR_LIST")]
+    pub templates: Option<PathBuf>,
+    /// Also write the χ²(z) scans (Z_<key>, ZCHI2_<key>, PENALTY_<key> per template)
+    #[arg(short = 'd', long, value_name = "DETAILS")]
+    pub details: Option<PathBuf>,
+    /// Only fit these TARGETIDs (comma-separated), in this order
+    #[arg(long, value_name = "ID,...")]
+    pub targetids: Option<String>,
+    /// Minima refined per template and kept per spectral type
+    #[arg(long, default_value_t = 3)]
+    pub nminima: usize,
+    /// Fine-grid points around each minimum
+    #[arg(long, default_value_t = 15)]
+    pub zminfit_npoints: usize,
+    /// Do not mask the 5572–5582 Å and 9792–9795 Å sky lines
+    #[arg(long)]
+    pub no_skymask: bool,
+    /// GALAXY grid zmin,zmax,dz (dex in 1+z) for templates without a REDSHIFTS HDU
+    #[arg(long, value_name = "ZMIN,ZMAX,DZ")]
+    pub zscan_galaxy: Option<String>,
+    /// QSO grid zmin,zmax,dz (dex in 1+z) for templates without a REDSHIFTS HDU
+    #[arg(long, value_name = "ZMIN,ZMAX,DZ")]
+    pub zscan_qso: Option<String>,
+    /// STAR grid zmin,zmax,dz (linear) for templates without a REDSHIFTS HDU
+    #[arg(long, value_name = "ZMIN,ZMAX,DZ")]
+    pub zscan_star: Option<String>,
+    /// Targets fitted together against each rebinned template block (bounds memory)
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub batch: usize,
+    #[command(flatten)]
+    #[serde(default)]
+    pub common: CommonOpts,
+}
+
+fn rows_of(t: &Table, ids: &[i64]) -> Table {
+    let tid = t.i64_col("TARGETID").unwrap_or_default();
+    let rows: Vec<usize> = (0..tid.len()).filter(|&i| ids.contains(&tid[i])).collect();
+    t.select(&rows)
+}
+
+/// Runs spx-redshift.
+pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let spectra = Spectra::read(&opts.infile)?;
+    for b in &spectra.bands {
+        let up = b.name.to_ascii_uppercase();
+        for (name, a) in [("FLUX", &b.flux), ("IVAR", &b.ivar)] {
+            let v: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+            require_finite(&opts.infile, &format!("{up}_{name}"), v.iter())?;
+        }
+        if b.ivar.iter().any(|&x| x < 0.0) {
+            bail!(
+                "{}[{up}_IVAR]: negative inverse variance",
+                opts.infile.display()
+            );
+        }
+    }
+    let file_ids = target::unique_targetids(&spectra);
+    let ids: Vec<i64> = match &opts.targetids {
+        Some(list) => {
+            let mut req = Vec::new();
+            for x in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                req.push(
+                    x.parse::<i64>()
+                        .map_err(|_| anyhow::anyhow!("--targetids: '{x}' is not an integer"))?,
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut v = Vec::new();
+            for t in &req {
+                if !file_ids.contains(t) {
+                    bail!("{}: TARGETID {t} is not in FIBERMAP", opts.infile.display());
+                }
+                if seen.insert(*t) {
+                    v.push(*t);
+                }
+            }
+            v
+        }
+        None => file_ids.clone(),
+    };
+    if ids.is_empty() {
+        bail!("{}: no targets to fit", opts.infile.display());
+    }
+    let tpath = opts
+        .templates
+        .clone()
+        .context("no templates: give --templates DIR_OR_LIST (or set RR_TEMPLATE_DIR)")?;
+    let mut templates = load_templates(&tpath)?;
+    for t in templates.iter_mut().filter(|t| t.default_grid) {
+        let spec = match t.spectype.as_str() {
+            "GALAXY" => &opts.zscan_galaxy,
+            "QSO" => &opts.zscan_qso,
+            "STAR" => &opts.zscan_star,
+            _ => &None,
+        };
+        if let Some(s) = spec {
+            t.redshifts = zscan_grid(&t.spectype, s).map_err(anyhow::Error::msg)?;
+        }
+    }
+    let infos: Vec<TemplateInfo> = templates
+        .iter()
+        .map(|t| TemplateInfo {
+            fulltype: t.full_type(),
+            version: t.version.clone(),
+            filename: t
+                .filename
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let grids = target::grids(&spectra);
+    let prepared = redshift::prepare(templates, &grids)?;
+    let full_mb = redshift::full_cache_bytes(&prepared, &grids) as f64 / 1e6;
+    let blk_mb = prepared
+        .iter()
+        .map(|p| redshift::block_bytes(p, &grids))
+        .max()
+        .unwrap_or(0) as f64
+        / 1e6;
+    log::info!(
+        "{} targets, {} templates, {} cameras; rebinned-template cache: {:.1} MB per thread \
+         (one block of {} redshifts; the full grid would be {:.0} MB)",
+        ids.len(),
+        prepared.len(),
+        grids.len(),
+        blk_mb,
+        redshift::scan::LANES,
+        full_mb
+    );
+    let fopts = FitOptions {
+        nminima: opts.nminima.max(1),
+        npoints: opts.zminfit_npoints.max(3),
+    };
+    let mut rows = Vec::with_capacity(ids.len());
+    let mut scans: Vec<ScanDetails> = prepared
+        .iter()
+        .map(|p| ScanDetails {
+            key: p.t.key(),
+            redshifts: p.t.redshifts.clone(),
+            zchi2: Vec::new(),
+            penalty: Vec::new(),
+        })
+        .collect();
+    for chunk in ids.chunks(opts.batch.max(1)) {
+        let targets = target::prepare_targets(&spectra, chunk, !opts.no_skymask);
+        let out = redshift::fit(&prepared, &grids, &targets, &fopts);
+        for (tg, ranked) in targets.iter().zip(&out.ranked) {
+            let row = match ranked.first() {
+                Some(b) => RedshiftRow {
+                    targetid: tg.targetid,
+                    z: b.cand.z,
+                    zerr: b.cand.zerr,
+                    zwarn: b.cand.zwarn,
+                    chi2: b.cand.chi2,
+                    coeff: b.cand.coeff.clone(),
+                    fitmethod: "PCA".into(),
+                    npixels: b.cand.npixels as i64,
+                    spectype: b.cand.spectype.clone(),
+                    subtype: b.cand.subtype.clone(),
+                    ncoeff: b.cand.ncoeff as i64,
+                    deltachi2: b.deltachi2,
+                },
+                None => RedshiftRow {
+                    targetid: tg.targetid,
+                    z: 0.0,
+                    zerr: 0.0,
+                    zwarn: zwarn::NODATA,
+                    chi2: 0.0,
+                    coeff: vec![],
+                    fitmethod: "NONE".into(),
+                    npixels: tg.npixels as i64,
+                    spectype: "GALAXY".into(),
+                    subtype: String::new(),
+                    ncoeff: 0,
+                    deltachi2: 0.0,
+                },
+            };
+            rows.push(row);
+        }
+        for (d, s) in scans.iter_mut().zip(out.scans) {
+            d.zchi2.extend(s.zchi2);
+            d.penalty.extend(s.penalty);
+        }
+        log::info!("fitted {}/{} targets", rows.len(), ids.len());
+    }
+    // Output fibermaps in file order, as rrdesi (coadd_fibermap for uncoadded spectra).
+    let (fibermap, exp_fibermap, tsnr2) = match &spectra.exp_fibermap {
+        Some(exp) => {
+            let tsnr = spectra
+                .scores
+                .as_ref()
+                .map(|s| Table {
+                    columns: s
+                        .columns
+                        .iter()
+                        .filter(|c| c.name == "TARGETID" || c.name.starts_with("TSNR2_"))
+                        .cloned()
+                        .collect(),
+                })
+                .unwrap_or_default();
+            (
+                rows_of(&spectra.fibermap, &ids),
+                rows_of(exp, &ids),
+                rows_of(&tsnr, &ids),
+            )
+        }
+        None => {
+            let sel = rows_of(&spectra.fibermap, &ids);
+            let (fm, exp) = coadd_fibermap(&sel);
+            let tsnr = spectra
+                .scores
+                .as_ref()
+                .map(|s| coadd_tsnr2(&rows_of(s, &ids)))
+                .unwrap_or_default();
+            (fm, exp, tsnr)
+        }
+    };
+    apply_fibermap_zwarn(&mut rows, &fibermap);
+    let ncoeff_max = prepared.iter().map(|p| p.t.nbasis).max().unwrap_or(1);
+    let cat = RedshiftCatalog {
+        rows,
+        ncoeff_max,
+        templates: infos,
+        fibermap,
+        exp_fibermap,
+        tsnr2,
+        header: spectra.header.clone(),
+    };
+    let prov = Provenance::current("spx-redshift", &[opts.infile.as_path(), tpath.as_path()]);
+    // Write the details first: a failure there leaves no catalog that looks done.
+    if let Some(d) = &opts.details {
+        write_details(d, &prov, &ids, &scans)?;
+    }
+    cat.write(&opts.outfile, &prov)?;
+    let secs = start.elapsed().as_secs_f64();
+    log::info!(
+        "wrote {} ({} targets, {:.3} s/target wall on {} threads)",
+        opts.outfile.display(),
+        ids.len(),
+        secs / ids.len() as f64,
+        rayon::current_num_threads()
+    );
+    Ok(())
+}
+
+/// rrdesi's ZWARN bits from the coadded fibermap (COADD_FIBERSTATUS, OBJTYPE), and the
+/// NODATA overwrite of unusable fibers.
+fn apply_fibermap_zwarn(rows: &mut [RedshiftRow], fm: &Table) {
+    use zwarn::fibermask as m;
+    let tid = fm.i64_col("TARGETID").unwrap_or_default();
+    let status = fm
+        .i64_col("COADD_FIBERSTATUS")
+        .or_else(|| fm.i64_col("FIBERSTATUS"))
+        .unwrap_or_else(|| vec![0; tid.len()]);
+    let objtype = fm
+        .str_col("OBJTYPE")
+        .unwrap_or_else(|| vec![String::new(); tid.len()]);
+    for r in rows.iter_mut() {
+        let Some(i) = tid.iter().position(|&t| t == r.targetid) else {
+            continue;
+        };
+        let s = status[i];
+        let ot = objtype[i].trim();
+        if s & m::POORPOSITION != 0 {
+            r.zwarn |= zwarn::POORDATA;
+        }
+        if s & (m::BADPOSITION | m::BROKENFIBER | m::UNASSIGNED) != 0 || ot == "BAD" {
+            r.zwarn |= zwarn::NODATA;
+            r.spectype = "GALAXY".into();
+            r.subtype.clear();
+            r.coeff.iter_mut().for_each(|c| *c = 0.0);
+            r.fitmethod = "NONE".into();
+        }
+        if s & m::BROKENFIBER != 0 {
+            r.zwarn |= zwarn::UNPLUGGED;
+        }
+        if ot == "SKY" {
+            r.zwarn |= zwarn::SKY;
+        }
+        if s & (m::BADAMPB | m::BADAMPR | m::BADAMPZ) != 0 {
+            r.zwarn |= zwarn::LITTLE_COVERAGE;
+        }
+    }
+}
