@@ -2,9 +2,9 @@
 //! flat, wavelength solution and widths from an arc, dead fibers, missing lines, trace shifts,
 //! the nightly average, desispec's reader on our files, bad input.
 //!
-//! The images are made here from the PSF's own spots (until the simulator's CCD projection is
-//! on main): a truth PSF = the nominal one moved by a night offset (traces) and width scale,
-//! as spx-sim's perturbation does; the fit starts from the nominal PSF.
+//! Exposures come from spx-sim (`mini` r0, with `--truth-psf`) through spx-preproc; the fit
+//! starts from the instrument's nominal PSF. The full-size benchmark inputs (scripts/bench-psf)
+//! are made from the PSF's spots directly, to keep the benchmark to the fit itself.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -40,7 +40,20 @@ impl Gauss {
 
 /// The mini r0 PSF: nominal, or moved by (dx, dy) + tilt/stretch with widths scaled.
 fn mini_psf(dx: f64, dy: f64, tilt: f64, stretch: f64, sx: f64, sy: f64) -> GaussHermitePsf {
-    let inst = Instrument::preset("mini").unwrap();
+    preset_psf("mini", dx, dy, tilt, stretch, sx, sy)
+}
+
+/// The r0 PSF of instrument `preset`, moved and scaled as [`mini_psf`].
+fn preset_psf(
+    preset: &str,
+    dx: f64,
+    dy: f64,
+    tilt: f64,
+    stretch: f64,
+    sx: f64,
+    sy: f64,
+) -> GaussHermitePsf {
+    let inst = Instrument::preset(preset).unwrap();
     let (cam, _) = inst.camera("r0").unwrap();
     let p = &cam.psf;
     let (nx, ny) = (cam.ccd.nx, cam.ccd.ny);
@@ -96,11 +109,6 @@ fn mini_psf(dx: f64, dy: f64, tilt: f64, stretch: f64, sx: f64, sy: f64) -> Gaus
     .unwrap()
 }
 
-fn truth_psf() -> GaussHermitePsf {
-    // Night offset and flexure like spx-sim's (|dx|, |dy| up to ~1.3 px), widths ±3%.
-    mini_psf(0.7, -0.9, 0.2, -0.25, 1.03, 0.97)
-}
-
 /// Adds `flux` electrons of the spot of `fiber` at `wave` into `img`.
 fn add_spot(
     psf: &GaussHermitePsf,
@@ -143,13 +151,13 @@ fn noisy(model: &Array2<f64>, seed: u64, header: Header) -> PreprocImage {
 fn header(obstype: &str, expid: i64) -> Header {
     let mut h = Header::default();
     h.set("CAMERA", HeaderValue::Str("r0".into()));
-    h.set("INSTRUME", HeaderValue::Str("mini".into()));
     h.set("OBSTYPE", HeaderValue::Str(obstype.into()));
     h.set("EXPID", HeaderValue::Int(expid));
     h
 }
 
-/// Arc lines of the mini lamps as the fitter sees them (wavelength, expected rate).
+/// Arc lines of the lamps as the fitter sees them (wavelength, expected rate); the `mini` and
+/// `desi` presets have the same lamps.
 fn arc_lines(psf: &GaussHermitePsf) -> Vec<(f64, f64)> {
     let inst = Instrument::preset("mini").unwrap();
     let (w0, w1) = psf.wrange_any();
@@ -201,6 +209,58 @@ fn flat_image(psf: &GaussHermitePsf, per_row: f64, dead: &[usize], seed: u64) ->
         }
     }
     noisy(&m, seed, header("FLAT", 1))
+}
+
+/// Runs `spx-sim KIND` for mini r0 (night 20260101, `expid`) and spx-preproc on the result;
+/// returns the preproc image and the exposure's truth PSF. spx-sim adds no cosmic rays unless
+/// asked, and spx-preproc's cosmic-ray finder currently flags 10–20% of a mini arc's pixels
+/// (the sharp line cores), so it is off here.
+fn sim(dir: &Path, kind: &str, expid: i64, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let raw = dir.join(format!("raw-{expid}.fits"));
+    let truth = dir.join(format!("truth-{expid}.fits"));
+    let tpsf = dir.join(format!("psf-truth-r0-{expid:08}.fits"));
+    let e = expid.to_string();
+    let o = common::bin("spx-sim")
+        .args([
+            kind,
+            "--cameras",
+            "r0",
+            "--night",
+            "20260101",
+            "--expid",
+            &e,
+            "--seed",
+            "7",
+            "--no-truth-images",
+        ])
+        .args(extra)
+        .arg("-o")
+        .arg(&raw)
+        .arg("--truth")
+        .arg(&truth)
+        .arg("--truth-psf")
+        .arg(&tpsf)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "spx-sim: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let pre = dir.join(format!("preproc-r0-{expid:08}.fits"));
+    let o = common::bin("spx-preproc")
+        .arg("-i")
+        .arg(&raw)
+        .args(["--camera", "r0", "--no-cosmics", "-o"])
+        .arg(&pre)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "spx-preproc: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (pre, tpsf)
 }
 
 fn write_img(dir: &Path, name: &str, img: &PreprocImage) -> PathBuf {
@@ -268,95 +328,101 @@ fn status_row(psf: &GaussHermitePsf) -> Vec<f64> {
 #[test]
 fn flat_and_arc_recover_the_truth_psf() {
     let dir = tempfile::tempdir().unwrap();
-    let truth = truth_psf();
-    let nominal = mini_psf(0.0, 0.0, 0.0, 0.0, 1.0, 1.0);
-    let arc = write_img(
-        dir.path(),
-        "preproc-r0-00000002.fits",
-        &arc_image(&truth, 40000.0, &[], |_| false, 11),
-    );
-    let flat = write_img(
-        dir.path(),
-        "preproc-r0-00000001.fits",
-        &flat_image(&truth, 3000.0, &[], 12),
-    );
-    let inp = write_psf(dir.path(), "psf-nominal.fits", &nominal);
+    let (flat, _) = sim(dir.path(), "flat", 1, &["--preset", "mini"]);
+    let (arc, tpsf) = sim(dir.path(), "arc", 2, &["--preset", "mini"]);
+    let truth = spx::io::psf::read(&tpsf).unwrap();
     let out = dir.path().join("psf-r0-00000002.fits");
     let o = run_psf(&[
         "--arc",
         arc.to_str().unwrap(),
         "--flat",
         flat.to_str().unwrap(),
-        "--input-psf",
-        inp.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let fit = spx::io::psf::read(&out).unwrap();
+    let nominal = spx::sim::psfmodel::nominal_psf(
+        &Instrument::preset("mini").unwrap(),
+        Instrument::preset("mini").unwrap().camera("r0").unwrap().0,
+        0,
+    )
+    .unwrap();
     let all: Vec<usize> = (0..20).collect();
     let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
     let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
     let es = max_rel_sigma(&fit, &truth, &all);
-    let e0 = rms(&nominal, &truth, &all, |p, f, w| p.y(f, w));
-    eprintln!("x rms {ex:.4} px, y rms {ey:.4} px, max |σ/σtrue-1| {es:.4} (input y rms {e0:.3})");
-    // Issue 5: x and y rms < 0.02 px, widths within 1%. Noise floor: a band of 16 rows of a
-    // 3000 e/row trace measures x to ~σ/√48000 ≈ 0.005 px; a 4000 e line measures y to
-    // ~0.02 px and each fiber's y(λ) averages ~25 lines with a degree ≤ 3 correction.
+    let (x0, y0) = (
+        rms(&nominal, &truth, &all, |p, f, w| p.x(f, w)),
+        rms(&nominal, &truth, &all, |p, f, w| p.y(f, w)),
+    );
+    let s0 = max_rel_sigma(&nominal, &truth, &all);
+    eprintln!("x rms {ex:.4} px, y rms {ey:.4} px, max |σ/σtrue-1| {es:.4} (nominal start: {x0:.3}, {y0:.3}, {s0:.3})");
+    // Issue 5: x and y rms < 0.02 px, widths within 1%. Noise floor: a 16-row band of the
+    // flat measures x to ~σ/√N ≲ 0.01 px, each fiber's y(λ) averages tens of lines measured
+    // to ≲ 0.05 px with a degree ≤ 3 correction; the widths average hundreds of spots.
     assert!(ex < 0.02, "x rms {ex}");
     assert!(ey < 0.02, "y rms {ey}");
     assert!(es < 0.01, "sigma error {es}");
-    assert!(
-        status_row(&fit).iter().all(|&s| s == 0.0),
-        "{:?}",
-        status_row(&fit)
-    );
+    // spx-sim's default targets put one dead fiber on the petal (fiber 10 of tile 1000):
+    // it has no light, so STATUS 3 (traces from its neighbours); all others are fitted.
+    let st = status_row(&fit);
+    assert!(st.iter().filter(|&&s| s == 3.0).count() <= 1, "{st:?}");
+    assert!(st.iter().all(|&s| s == 0.0 || s == 3.0), "{st:?}");
     for b in 0..2 {
         let r = fit.extra_keys.get_f64(&format!("B{b:02}RCHI2")).unwrap();
-        // Right model, Gaussian noise: χ²/ndf ≈ 1 (±5% allows the discarded stamp wings).
-        assert!((r - 1.0).abs() < 0.05, "bundle {b} rchi2 {r}");
+        // Right model and noise: χ²/ndf ≈ 1; measured 0.92–0.97 (preproc's ivar uses the
+        // image, not the model, so bright pixels get slightly smaller weights); ±20%.
+        assert!((r - 1.0).abs() < 0.2, "bundle {b} rchi2 {r}");
         assert!(fit.extra_keys.get_i64(&format!("B{b:02}NDATA")).unwrap() > 1000);
     }
+    // Same result with one thread (fixed chunks, ordered combination).
+    let out1 = dir.path().join("psf-1thread.fits");
+    let o = common::bin("spx-psf")
+        .args([
+            "--arc",
+            arc.to_str().unwrap(),
+            "--flat",
+            flat.to_str().unwrap(),
+            "-o",
+            out1.to_str().unwrap(),
+        ])
+        .env("SPX_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let fit1 = spx::io::psf::read(&out1).unwrap();
+    assert_eq!(fit1.param_coeff, fit.param_coeff);
+    assert_eq!(fit1.xtrace, fit.xtrace);
+    assert_eq!(fit1.ytrace, fit.ytrace);
 }
 
 #[test]
 fn dead_fiber_and_missing_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let truth = truth_psf();
-    let nominal = mini_psf(0.0, 0.0, 0.0, 0.0, 1.0, 1.0);
-    // Fiber 4 is dead in both exposures; the Xe and Cd lamps are off (their lines are in the
-    // instrument's list but absent from the image).
-    let xe_cd: Vec<f64> = {
-        let inst = Instrument::preset("mini").unwrap();
-        spx::speclib::arc::lines()
-            .iter()
-            .filter(|l| l.ion == "XeI" || l.ion == "CdI")
-            .map(|l| l.wave)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter(|w| !inst.arc_lines(*w - 1e-6, *w + 1e-6).is_empty())
-            .collect()
-    };
-    let drop = |w: f64| xe_cd.iter().any(|x| (x - w).abs() < 1e-6);
-    let arc = write_img(
-        dir.path(),
-        "arc.fits",
-        &arc_image(&truth, 40000.0, &[4], drop, 21),
-    );
-    let flat = write_img(
-        dir.path(),
-        "flat.fits",
-        &flat_image(&truth, 3000.0, &[4], 22),
-    );
-    let inp = write_psf(dir.path(), "psf-nominal.fits", &nominal);
+    // Fiber 4 is dead (no light in the flat nor the arc); the Xe and Cd lamps are off in the
+    // simulated instrument but their lines stay in mini's list that spx-psf uses.
+    let mut inst = Instrument::preset("mini").unwrap();
+    inst.lamps.arc.retain(|l| l.ion != "XeI" && l.ion != "CdI");
+    let yaml = dir.path().join("mini-no-xe-cd.yaml");
+    std::fs::write(&yaml, inst.to_yaml()).unwrap();
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(&targets, "[{fiber: 4, kind: dead}]\n").unwrap();
+    let extra = [
+        "--instrument",
+        yaml.to_str().unwrap(),
+        "--targets",
+        targets.to_str().unwrap(),
+    ];
+    let (flat, _) = sim(dir.path(), "flat", 1, &extra);
+    let (arc, tpsf) = sim(dir.path(), "arc", 2, &extra);
+    let truth = spx::io::psf::read(&tpsf).unwrap();
     let out = dir.path().join("psf.fits");
     let o = run_psf(&[
         "--arc",
         arc.to_str().unwrap(),
         "--flat",
         flat.to_str().unwrap(),
-        "--input-psf",
-        inp.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
     ]);
@@ -365,16 +431,20 @@ fn dead_fiber_and_missing_lines() {
     let live: Vec<usize> = (0..20).filter(|&f| f != 4).collect();
     let ex = rms(&fit, &truth, &live, |p, f, w| p.x(f, w));
     let ey = rms(&fit, &truth, &live, |p, f, w| p.y(f, w));
+    let es = max_rel_sigma(&fit, &truth, &live);
+    eprintln!("live fibers: x rms {ex:.4}, y rms {ey:.4}, sigma {es:.4}");
     assert!(
         ex < 0.02 && ey < 0.02,
         "live fibers: x rms {ex}, y rms {ey}"
     );
-    assert!(max_rel_sigma(&fit, &truth, &live) < 0.01);
+    assert!(es < 0.01, "sigma {es}");
     let st = status_row(&fit);
     assert_eq!(st[4], 3.0, "dead fiber flagged: {st:?}");
-    assert!(live.iter().all(|&f| st[f] == 0.0), "{st:?}");
+    // Besides fiber 4, spx-sim's default targets have one dead fiber of their own.
+    assert!(st.iter().filter(|&&s| s == 3.0).count() <= 2, "{st:?}");
+    assert!(st.iter().all(|&s| s == 0.0 || s == 3.0), "{st:?}");
     // The dead fiber's traces are its neighbours' corrections applied to its input traces:
-    // the truth moves all fibers alike, so they land within the live fibers' errors (×3).
+    // the simulated night moves all fibers alike, so they land within a few live-fiber errors.
     let dx = rms(&fit, &truth, &[4], |p, f, w| p.x(f, w));
     let dy = rms(&fit, &truth, &[4], |p, f, w| p.y(f, w));
     assert!(dx < 0.06 && dy < 0.06, "dead fiber x {dx}, y {dy}");
@@ -383,61 +453,44 @@ fn dead_fiber_and_missing_lines() {
 #[test]
 fn shift_moves_traces_to_the_exposure() {
     let dir = tempfile::tempdir().unwrap();
-    let psf = truth_psf();
-    // The exposure's traces sit 0.25 px right and 0.2 px down of the input PSF's (flexure).
-    let moved = mini_psf(0.95, -1.1, 0.2, -0.25, 1.03, 0.97);
-    // Science-like: a continuum plus the sky lines of the r band.
-    let mut img = flat_image(&moved, 400.0, &[], 31);
-    let mut m = Array2::<f64>::zeros(img.image.dim());
-    let mut ev = moved.evaluator();
-    let (w0, w1) = moved.wrange_any();
-    for l in spx::speclib::sky::lines()
-        .iter()
-        .filter(|l| l.wave > w0 && l.wave < w1)
-    {
-        for f in 0..20 {
-            add_spot(&moved, &mut ev, &mut m, f, l.wave, 30000.0 * l.strength);
-        }
-    }
-    let mut g = Gauss(32);
-    for ((v, iv), mm) in img.image.iter_mut().zip(img.ivar.iter_mut()).zip(m.iter()) {
-        let var = 1.0 / *iv as f64 + mm;
-        *v += (mm + (mm.max(0.0)).sqrt() * g.next()) as f32;
-        *iv = (1.0 / var) as f32;
-    }
-    img.header
-        .set("OBSTYPE", HeaderValue::Str("SCIENCE".into()));
-    let p = write_img(dir.path(), "sci.fits", &img);
-    let inp = write_psf(dir.path(), "psf.fits", &psf);
+    // Input: the PSF of an arc of the night; the science exposure has its own flexure
+    // (0.1–0.3 px in x and y in spx-sim).
+    let (_, arc_psf) = sim(dir.path(), "arc", 2, &["--preset", "mini", "--no-noise"]);
+    let (sci, sci_psf) = sim(dir.path(), "science", 3, &["--preset", "mini"]);
+    let input = spx::io::psf::read(&arc_psf).unwrap();
+    let truth = spx::io::psf::read(&sci_psf).unwrap();
     let out = dir.path().join("psf-shifted.fits");
     let o = run_psf(&[
         "--shift",
         "-i",
-        p.to_str().unwrap(),
+        sci.to_str().unwrap(),
         "--input-psf",
-        inp.to_str().unwrap(),
+        arc_psf.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
     let fit = spx::io::psf::read(&out).unwrap();
     let all: Vec<usize> = (0..20).collect();
-    let ex = rms(&fit, &moved, &all, |p, f, w| p.x(f, w));
-    let ey = rms(&fit, &moved, &all, |p, f, w| p.y(f, w));
-    eprintln!("shift: x rms {ex:.4}, y rms {ey:.4}");
-    // Input is 0.25/0.2 px off; the shift must bring both within 0.02 px.
+    let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
+    let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
+    let (x0, y0) = (
+        rms(&input, &truth, &all, |p, f, w| p.x(f, w)),
+        rms(&input, &truth, &all, |p, f, w| p.y(f, w)),
+    );
+    eprintln!("shift: x rms {ex:.4}, y rms {ey:.4} (input {x0:.3}, {y0:.3})");
+    // The flexure moves every trace rigidly: the shifted traces must match within 0.02 px
+    // (sky lines measure y to a few 0.01 px each; tens of them per fiber).
+    assert!(x0.max(y0) > 0.03, "the exposures differ: {x0} {y0}");
     assert!(ex < 0.02 && ey < 0.02, "x rms {ex}, y rms {ey}");
-    let mdx = fit.extra_keys.get_f64("MEANDX").unwrap();
-    let mdy = fit.extra_keys.get_f64("MEANDY").unwrap();
     assert!(
-        (mdx - 0.25).abs() < 0.02 && (mdy + 0.2).abs() < 0.02,
-        "{mdx} {mdy}"
+        fit.extra_keys.get_f64("MEANDX").is_some() && fit.extra_keys.get_f64("MAXDY").is_some()
     );
-    assert_eq!(
-        fit.extra_keys.get_str("IN_PSF").as_deref(),
-        Some("psf.fits")
-    );
+    assert!(fit
+        .extra_keys
+        .get_str("IN_PSF")
+        .unwrap()
+        .contains("psf-truth-r0-00000002"));
 }
 
 #[test]
@@ -489,24 +542,12 @@ fn desispec_reads_our_psf_with_the_same_traces() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let truth = truth_psf();
-    let flat = write_img(
-        dir.path(),
-        "flat.fits",
-        &flat_image(&truth, 3000.0, &[], 41),
-    );
-    let inp = write_psf(
-        dir.path(),
-        "psf-in.fits",
-        &mini_psf(0.0, 0.0, 0.0, 0.0, 1.0, 1.0),
-    );
+    let (flat, _) = sim(dir.path(), "flat", 1, &["--preset", "mini"]);
     let out = dir.path().join("psf-traces.fits");
     let o = run_psf(&[
         "--traces-only",
         "--flat",
         flat.to_str().unwrap(),
-        "--input-psf",
-        inp.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
     ]);
@@ -596,4 +637,41 @@ fn bad_input_names_the_file() {
         run_psf(&["-o", out.to_str().unwrap()]).status.code(),
         Some(1)
     );
+}
+
+/// Inputs of scripts/bench-psf: a full-size `desi` r0 arc and flat made from the truth PSF, the
+/// nominal PSF to start from, and the truth, in `$SPX_BENCH_DIR`.
+#[test]
+#[ignore]
+fn desi_bench_inputs() {
+    let dir = PathBuf::from(std::env::var("SPX_BENCH_DIR").expect("SPX_BENCH_DIR"));
+    let truth = preset_psf("desi", 0.7, -0.9, 0.2, -0.25, 1.03, 0.97);
+    let nominal = preset_psf("desi", 0.0, 0.0, 0.0, 0.0, 1.0, 1.0);
+    write_img(
+        &dir,
+        "preproc-arc.fits",
+        &arc_image(&truth, 40000.0, &[], |_| false, 51),
+    );
+    write_img(
+        &dir,
+        "preproc-flat.fits",
+        &flat_image(&truth, 3000.0, &[], 52),
+    );
+    write_psf(&dir, "psf-nominal.fits", &nominal);
+    write_psf(&dir, "psf-truth.fits", &truth);
+}
+
+/// Accuracy of the benchmark's fit against the truth (printed by scripts/bench-psf).
+#[test]
+#[ignore]
+fn desi_bench_check() {
+    let dir = PathBuf::from(std::env::var("SPX_BENCH_DIR").expect("SPX_BENCH_DIR"));
+    let truth = spx::io::psf::read(dir.join("psf-truth.fits")).unwrap();
+    let fit = spx::io::psf::read(dir.join("psf-fit.fits")).unwrap();
+    let all: Vec<usize> = (0..truth.nfiber()).collect();
+    let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
+    let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
+    let es = max_rel_sigma(&fit, &truth, &all);
+    let bad = status_row(&fit).iter().filter(|&&s| s != 0.0).count();
+    println!("desi r0: x rms {ex:.4} px, y rms {ey:.4} px, max |sigma/truth - 1| {es:.4}, {bad} fibers with STATUS != 0");
 }

@@ -10,8 +10,8 @@
 //! * `spx-psf --shift -i PREPROC --input-psf PSF -o PSF`: trace shifts of one exposure.
 //! * `spx-psf --average PSF... -o PSFNIGHT`: nightly average, bundle by bundle.
 //!
-//! The starting PSF is `--input-psf`; the arc line list (and, when `--input-psf` is omitted
-//! and the simulator's PSF model is available, the nominal PSF) come from the instrument:
+//! The starting PSF is `--input-psf`, else the instrument's nominal PSF of the camera; the
+//! nominal PSF and the arc line list come from the instrument:
 //! `--instrument` (a preset name or a YAML file), else the INSTRUME keyword of the image
 //! header when it names a preset; the camera from `--camera`, else the CAMERA keyword.
 
@@ -45,7 +45,7 @@ pub struct PsfOpts {
     #[arg(long, value_name = "PREPROC_FLAT")]
     #[serde(default)]
     pub flat: Option<PathBuf>,
-    /// Starting PSF (a previous night's or the nominal one)
+    /// Starting PSF (default: the instrument's nominal PSF of the camera)
     #[arg(long, value_name = "PSF")]
     #[serde(default)]
     pub input_psf: Option<PathBuf>,
@@ -318,13 +318,14 @@ fn run_shift(opts: &PsfOpts, t0: std::time::Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The instrument's nominal PSF for the camera (needs the simulator's PSF model).
+/// The instrument's nominal PSF for the camera (the design PSF the simulator perturbs).
 fn nominal_psf(inst: Option<&Instrument>, cam: Option<&str>) -> anyhow::Result<GaussHermitePsf> {
     let inst = inst.context(
         "no --input-psf: the nominal PSF needs --instrument (or INSTRUME in the header)",
     )?;
     let cam =
         cam.context("no --input-psf: the nominal PSF needs --camera (or CAMERA in the header)")?;
-    let _ = inst.camera(cam)?;
-    bail!("no --input-psf given and the nominal PSF model of instrument {} is not available in this build; give --input-psf", inst.name)
+    let (c, sp) = inst.camera(cam)?;
+    log::info!("starting from the nominal PSF of {} {cam}", inst.name);
+    Ok(crate::sim::psfmodel::nominal_psf(inst, c, sp)?)
 }

@@ -124,12 +124,7 @@ pub fn measure_lines(
                         .zip(&fit.flux_err)
                         .map(|(a, e)| a / e)
                         .fold(f64::NEG_INFINITY, f64::max);
-                    let ndf = (fit.ndata as f64 - fit.npar as f64).max(1.0);
-                    if snr.is_nan()
-                        || snr < opts.min_snr_line
-                        || fit.dy_err > 0.2
-                        || fit.chi2 / ndf > opts.max_rchi2_spot
-                    {
+                    if snr.is_nan() || snr < opts.min_snr_line || fit.dy_err > 0.2 {
                         continue;
                     }
                     // Brightest line: its core must be unmasked (saturated lines are masked).
@@ -158,7 +153,14 @@ pub fn measure_lines(
             },
         )
         .collect();
-    per.into_iter().flatten().collect()
+    // χ² cut against cosmic rays and bad pixels, relative to the typical group: bright lines
+    // fitted with the input widths (a few % off) have χ²/ndf well above 1 before the width
+    // fit, and an absolute cut would reject exactly the lines that constrain it.
+    let all: Vec<LineMeas> = per.into_iter().flatten().collect();
+    let rchi = |m: &LineMeas| m.fit.chi2 / (m.fit.ndata as f64 - m.fit.npar as f64).max(1.0);
+    let med = crate::stats::median(all.iter().map(rchi));
+    let cut = opts.max_rchi2_spot.max(4.0 * med);
+    all.into_iter().filter(|m| rchi(m) <= cut).collect()
 }
 
 /// Whether any pixel of the 3×3 box around (x, y) is masked or has no weight.

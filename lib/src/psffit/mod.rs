@@ -29,7 +29,6 @@ use crate::io::header::HeaderValue;
 use crate::io::preproc::PreprocImage;
 use crate::psf::{linspace, GaussHermitePsf, PsfError, TraceSet};
 use lines::{LineMeas, RefLine};
-use traces::{apply_corrections, fill_from_neighbours, fit_correction, Offset};
 
 /// Status code of a fitted fiber.
 pub const STATUS_OK: f64 = 0.0;
@@ -85,7 +84,7 @@ impl Default for PsfFitOptions {
             min_lines: 3,
             max_ydeg: 3,
             fit_widths: true,
-            min_snr_shape: 30.0,
+            min_snr_shape: 10.0,
             min_spots: 8,
             bundle_size: 25,
         }
@@ -197,51 +196,61 @@ pub fn with_parts(
     Ok(out)
 }
 
-/// New y (and, with `fit_x`, x) traces from line measurements: per fiber a Legendre
-/// correction of the offsets, dead fibers interpolated. Returns the corrected trace sets and
-/// which fibers were measured.
+/// New traces from line measurements. The offsets are fitted per bundle as a smooth 2D
+/// polynomial in CCD (x, y) — degree 1 across the bundle, up to `opts.max_ydeg` along the
+/// wavelength — so that every fiber borrows the lines of its neighbours (a faint arc gives
+/// ~10 lines per fiber) and dead fibers get their bundle's correction. x: the same per bundle
+/// without a flat; with one (`x_offset_only`), one camera-wide offset (the flat gave the shape,
+/// the arc only a different flexure: desi_proc shifts with degree 0 to the arc). Returns the
+/// PSF with corrected traces and which fibers had line measurements.
 pub fn traces_from_lines(
     psf: &GaussHermitePsf,
     meas: &[LineMeas],
     opts: &PsfFitOptions,
-    fit_x: bool,
-) -> (TraceSet, TraceSet, Vec<bool>) {
+    x_offset_only: bool,
+) -> Result<(GaussHermitePsf, Vec<bool>), PsfFitError> {
+    use shift::{Sample, Shift2d};
     let nf = psf.nfiber();
-    let mut ox: Vec<Vec<Offset>> = vec![Vec::new(); nf];
-    let mut oy: Vec<Vec<Offset>> = vec![Vec::new(); nf];
+    let bsize = opts.bundle_size.clamp(1, nf.max(1));
+    let nb = nf.div_ceil(bsize);
+    let (npx, npy) = (psf.npix_x, psf.npix_y);
+    let mut sx: Vec<Vec<Sample>> = vec![Vec::new(); nb];
+    let mut sy: Vec<Vec<Sample>> = vec![Vec::new(); nb];
+    let mut measured = vec![false; nf];
     for m in meas {
-        oy[m.fiber].push(Offset {
-            wave: m.wave,
+        let (x, y) = (psf.x(m.fiber, m.wave), psf.y(m.fiber, m.wave));
+        let b = m.fiber / bsize;
+        measured[m.fiber] = true;
+        sy[b].push(Sample {
+            x,
+            y,
             value: m.fit.dy,
             err: m.fit.dy_err,
         });
-        if fit_x {
-            ox[m.fiber].push(Offset {
-                wave: m.wave,
-                value: m.fit.dx,
-                err: m.fit.dx_err,
-            });
-        }
+        sx[b].push(Sample {
+            x,
+            y,
+            value: m.fit.dx,
+            err: m.fit.dx_err,
+        });
     }
-    let corr = |offs: &[Vec<Offset>], set: &TraceSet, maxdeg: usize| -> Vec<Option<Vec<f64>>> {
-        offs.iter()
-            .map(|o| fit_correction(o, set.wmin, set.wmax, maxdeg, opts.min_lines).map(|c| c.0))
+    let deg = opts.max_ydeg;
+    let fy: Vec<Shift2d> = sy
+        .iter()
+        .map(|s| Shift2d::fit(s, 1, deg, npx, npy))
+        .collect();
+    let fx: Vec<Shift2d> = if x_offset_only {
+        let all: Vec<Sample> = sx.concat();
+        vec![Shift2d::fit(&all, 0, 0, npx, npy); nb]
+    } else {
+        sx.iter()
+            .map(|s| Shift2d::fit(s, 1, deg, npx, npy))
             .collect()
     };
-    let ydeg = opts.max_ydeg.min(psf.ytrace.ncoef().saturating_sub(1));
-    let mut cy = corr(&oy, &psf.ytrace, ydeg);
-    let measured: Vec<bool> = cy.iter().map(|c| c.is_some()).collect();
-    fill_from_neighbours(&mut cy);
-    let ytrace = apply_corrections(&psf.ytrace, &cy);
-    let xtrace = if fit_x {
-        let xdeg = opts.max_ydeg.min(psf.xtrace.ncoef().saturating_sub(1));
-        let mut cx = corr(&ox, &psf.xtrace, xdeg);
-        fill_from_neighbours(&mut cx);
-        apply_corrections(&psf.xtrace, &cx)
-    } else {
-        psf.xtrace.clone()
-    };
-    (xtrace, ytrace, measured)
+    let (out, _, _) = shift::apply_shifts(psf, &|f, x, y| fx[f / bsize].eval(x, y), &|f, x, y| {
+        fy[f / bsize].eval(x, y)
+    })?;
+    Ok((out, measured))
 }
 
 /// Index of row `name`, appending a zero row to `names`/`coeff` when absent.
@@ -305,16 +314,15 @@ pub fn fit_psf(
     };
     // Positions first with the input widths (positions are insensitive to the widths of a
     // symmetric spot), then widths with the refined positions, then positions again.
-    let fit_x = flat.is_none();
     let passes = if opts.fit_widths { 2 } else { 1 };
     for pass in 0..passes {
         let t = std::time::Instant::now();
         let meas = lines::measure_lines(arc, &psf, 0..nf, lines, opts, true);
-        let (xt, yt, measured) = traces_from_lines(&psf, &meas, opts, fit_x);
-        psf = with_traces(&psf, xt, yt)?;
+        let (p, measured) = traces_from_lines(&psf, &meas, opts, flat.is_some())?;
+        psf = p;
         report.nlines = meas.len();
         report.measured_y = measured.clone();
-        if fit_x {
+        if flat.is_none() {
             report.measured_x = measured;
         }
         log::info!(

@@ -24,6 +24,8 @@ const NL: usize = 4;
 /// Stop when χ² improves by less than this (specex's final precision, 0.1).
 const CHI2_PRECISION: f64 = 0.1;
 const MAX_ITER: usize = 15;
+/// Spots needed to fit the slope of the widths across the bundle.
+const MIN_SPOTS_SLIT: usize = 100;
 
 /// Result of one bundle's width fit.
 #[derive(Debug, Clone)]
@@ -132,7 +134,9 @@ pub fn fit_bundle_widths(
         hi - lo
     };
     let free_l1 = spread(&|s: &Spot| s.l1) > 0.3;
-    let free_s = spread(&|s: &Spot| s.s) > 0.3;
+    // The slit slope only with many spots: the input already carries the cross-slit structure
+    // and a slope fitted to a few faint spots is mostly noise (±1% on a 5 s mini arc).
+    let free_s = spread(&|s: &Spot| s.s) > 0.3 && spots.len() >= MIN_SPOTS_SLIT;
     let mut theta = [0.0; NG];
     let mut spot_buf = vec![0.0; ev.max_len()];
     let mut der = SpotDerivs::default();
@@ -254,17 +258,6 @@ pub fn fit_bundle_widths(
             }
             blocks.push((all, alg, bl));
         }
-        // Hold unconstrained slopes at zero.
-        for (g, free) in [(1, free_l1), (2, free_s), (4, free_l1), (5, free_s)] {
-            if !free {
-                for h in 0..NG {
-                    agg[g * NG + h] = 0.0;
-                    agg[h * NG + g] = 0.0;
-                }
-                agg[g * NG + g] = 1.0;
-                bg[g] = 0.0;
-            }
-        }
         let mut s = agg;
         let mut rhs = bg;
         let mut inv_blocks = Vec::with_capacity(blocks.len());
@@ -294,6 +287,17 @@ pub fn fit_bundle_widths(
                 rhs[g] -= v;
             }
             inv_blocks.push((x_lg, x_b));
+        }
+        // Hold unconstrained slopes at zero.
+        for (g, free) in [(1, free_l1), (2, free_s), (4, free_l1), (5, free_s)] {
+            if !free {
+                for h in 0..NG {
+                    s[g * NG + h] = 0.0;
+                    s[h * NG + g] = 0.0;
+                }
+                s[g * NG + g] = 1.0;
+                rhs[g] = 0.0;
+            }
         }
         let (dg, _) = solve_spd(&s, &rhs).ok_or(ShapeError::Singular)?;
         let dl: Vec<[f64; NL]> = inv_blocks

@@ -62,11 +62,11 @@ impl Default for ShiftOptions {
 
 /// A measured offset at a CCD position (pixels).
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    x: f64,
-    y: f64,
-    value: f64,
-    err: f64,
+pub struct Sample {
+    pub x: f64,
+    pub y: f64,
+    pub value: f64,
+    pub err: f64,
 }
 
 /// A smooth 2D shift: Legendre in normalised CCD x and y.
@@ -114,7 +114,7 @@ impl Shift2d {
 
     /// Weighted fit with iterative rejection; degrees are lowered when there are too few
     /// samples. Zero shift without samples.
-    fn fit(s: &[Sample], degx: usize, degy: usize, npix_x: usize, npix_y: usize) -> Shift2d {
+    pub fn fit(s: &[Sample], degx: usize, degy: usize, npix_x: usize, npix_y: usize) -> Shift2d {
         let mut out = Shift2d::zero(npix_x, npix_y);
         let mut keep = vec![true; s.len()];
         for _ in 0..20 {
@@ -257,7 +257,8 @@ pub fn trace_shifts(
     if sx.is_empty() {
         log::warn!("no continuum or line measured: x(λ) kept from the input PSF (dx = 0)");
     }
-    let (shifted, dx_stats, dy_stats) = apply_shifts(psf, &dx, &dy)?;
+    let (shifted, dx_stats, dy_stats) =
+        apply_shifts(psf, &|_, x, y| dx.eval(x, y), &|_, x, y| dy.eval(x, y))?;
     Ok((
         shifted,
         ShiftReport {
@@ -269,12 +270,13 @@ pub fn trace_shifts(
     ))
 }
 
-/// Folds the shifts into the trace coefficients (sampled along each fiber, refitted with the
-/// same degree and domain) and records the summary keys.
-fn apply_shifts(
+/// Folds shifts `dx(fiber, x, y)`, `dy(fiber, x, y)` (pixels) into the trace coefficients
+/// (sampled along each fiber, refitted with the same degree and domain) and records the
+/// summary keys MEANDX … MAXDY; returns the PSF and [mean, min, max] of dx and dy.
+pub fn apply_shifts(
     psf: &GaussHermitePsf,
-    dx: &Shift2d,
-    dy: &Shift2d,
+    dx: &dyn Fn(usize, f64, f64) -> f64,
+    dy: &dyn Fn(usize, f64, f64) -> f64,
 ) -> Result<(GaussHermitePsf, [f64; 3], [f64; 3]), PsfFitError> {
     let nf = psf.nfiber();
     let refit = |set: &TraceSet, f: &dyn Fn(usize, f64) -> f64| -> Result<TraceSet, PsfFitError> {
@@ -282,10 +284,11 @@ fn apply_shifts(
         let v = Array2::from_shape_fn((nf, NSAMPLE), |(k, i)| f(k, w[i]));
         TraceSet::fit(&w, &v, set.ncoef() - 1, set.wmin, set.wmax).map_err(PsfFitError::Input)
     };
-    let shift_at = |s: &Shift2d, k: usize, w: f64| s.eval(psf.x(k, w), psf.y(k, w));
+    let shift_at =
+        |s: &dyn Fn(usize, f64, f64) -> f64, k: usize, w: f64| s(k, psf.x(k, w), psf.y(k, w));
     let xt = refit(&psf.xtrace, &|k, w| psf.x(k, w) + shift_at(dx, k, w))?;
     let yt = refit(&psf.ytrace, &|k, w| psf.y(k, w) + shift_at(dy, k, w))?;
-    let stats = |s: &Shift2d| {
+    let stats = |s: &dyn Fn(usize, f64, f64) -> f64| {
         let (mut sum, mut lo, mut hi, mut n) = (0.0, f64::INFINITY, f64::NEG_INFINITY, 0usize);
         for k in 0..nf {
             let (w0, w1) = psf.fiber_wrange(k);

@@ -24,6 +24,8 @@ pub struct Offset {
 /// Outlier rejection of the correction fit, in σ of the measurement error (scaled by the fit's
 /// reduced χ² when that exceeds 1).
 const CLIP_NSIG: f64 = 4.0;
+/// Largest degree of an x correction from a flat.
+const MAX_XDEG: usize = 4;
 
 /// Weighted least-squares Legendre fit over the trace domain `[wmin, wmax]` of the offsets,
 /// of degree at most `maxdeg` (lowered to leave ≥ 2 degrees of freedom), with iterative
@@ -193,7 +195,9 @@ pub fn x_traces_from_flat(
 ) -> (TraceSet, Vec<bool>) {
     let offs = measure_x_offsets(img, psf, opts);
     let xt = &psf.xtrace;
-    let maxdeg = xt.ncoef().saturating_sub(1);
+    // A correction of the input shape, not a new trace: degree ≤ 4 keeps the ends from
+    // swinging when a few bands there are rejected.
+    let maxdeg = xt.ncoef().saturating_sub(1).min(MAX_XDEG);
     let mut corr: Vec<Option<Vec<f64>>> = offs
         .iter()
         .map(|o| fit_correction(o, xt.wmin, xt.wmax, maxdeg, opts.min_bands).map(|c| c.0))
