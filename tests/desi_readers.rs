@@ -546,6 +546,8 @@ fn spx_preproc_reads_back_in_desispec() {
         mask,
         readnoise: Some(f32s(wiggly(ny, nx, 3.0))),
         header,
+        // spx keeps the camera's FIBERMAP rows in the preproc file; desispec must not mind.
+        fibermap: Some(spx::io::fibermap::Fibermap::minimal(&[1500, 1501, 1502])),
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("preproc-b3-00000005.fits");

@@ -642,6 +642,7 @@ fn files_written_by_spx_writers_get_their_kind() {
         mask: Array2::zeros((6, 5)),
         readnoise: None,
         header: header.clone(),
+        fibermap: None,
     };
     let p = dir.path().join("3.fits");
     spx::io::preproc::write(&p, &img, &prov).unwrap();

@@ -145,6 +145,7 @@ fn noisy(model: &Array2<f64>, seed: u64, header: Header) -> PreprocImage {
         mask: Array2::zeros(model.dim()),
         readnoise: Some(Array2::from_elem(model.dim(), RDNOISE as f32)),
         header,
+        fibermap: None,
     }
 }
 
@@ -612,6 +613,7 @@ fn bad_input_names_the_file() {
         mask: Array2::zeros((10, 10)),
         readnoise: None,
         header: header("FLAT", 1),
+        fibermap: None,
     };
     let f = write_img(dir.path(), "small.fits", &small);
     let inp = write_psf(

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::CommonOpts;
 use crate::comm::Comm;
+use crate::io::fibermap::Fibermap;
 use crate::io::fits::{FitsReader, Provenance};
 use crate::io::header::Header;
 use crate::io::raw::{RawCamera, RawExposure};
@@ -96,7 +97,11 @@ fn cosmic_params(opts: &PreprocOpts) -> Option<CosmicParams> {
 }
 
 /// Reads `camera` from the raw file `path`: the camera and the exposure keywords.
-fn read_raw_camera(path: &Path, camera: &str) -> anyhow::Result<(RawCamera, Header, f64)> {
+/// Also returns the FIBERMAP rows of the camera's spectrograph, when the raw file has one.
+fn read_raw_camera(
+    path: &Path,
+    camera: &str,
+) -> anyhow::Result<(RawCamera, Header, f64, Option<Fibermap>)> {
     let exp = RawExposure::read(path)?;
     let Some(cam) = exp.camera(camera) else {
         let have: Vec<String> = exp.cameras.iter().map(|c| c.camera.clone()).collect();
@@ -116,7 +121,18 @@ fn read_raw_camera(path: &Path, camera: &str) -> anyhow::Result<(RawCamera, Head
     primary.set("EXPID", exp.expid.into());
     primary.set("FLAVOR", exp.flavor.as_str().into());
     primary.set("EXPTIME", exp.exptime.into());
-    Ok((cam.clone(), primary, exp.exptime))
+    let spectrograph = camera[1..].parse::<i32>().unwrap_or(0);
+    let fibermap = exp.fibermap.as_ref().map(|fm| {
+        let rows: Vec<usize> = fm
+            .fibers()
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| f / 500 == spectrograph)
+            .map(|(i, _)| i)
+            .collect();
+        fm.select(&rows)
+    });
+    Ok((cam.clone(), primary, exp.exptime, fibermap))
 }
 
 fn require_camera(opts: &PreprocOpts) -> anyhow::Result<String> {
@@ -196,7 +212,7 @@ fn preprocess_file(
     camera: &str,
     calib_opts: &PreprocOpts,
 ) -> anyhow::Result<crate::io::preproc::PreprocImage> {
-    let (cam, primary, exptime) = read_raw_camera(path, camera)?;
+    let (cam, primary, exptime, fibermap) = read_raw_camera(path, camera)?;
     let (calib, calib_names) = load_calib(calib_opts, &cam)?;
     let popts = PreprocOptions {
         cosmics: cosmic_params(opts),
@@ -209,8 +225,9 @@ fn preprocess_file(
         exptime,
         calib_names,
     };
-    let (img, _) = preprocess(&cam, &primary, &calib, &popts)
+    let (mut img, _) = preprocess(&cam, &primary, &calib, &popts)
         .map_err(|e| calib_context(calib_opts, e, path))?;
+    img.fibermap = fibermap;
     Ok(img)
 }
 
@@ -288,7 +305,7 @@ fn run_combine_zero(opts: &PreprocOpts) -> anyhow::Result<()> {
                 p.display()
             );
         }
-        let (cam, _, _) = read_raw_camera(p, &camera)?;
+        let (cam, _, _, _) = read_raw_camera(p, &camera)?;
         if let Some(f) = cam.header.get_str("FLAVOR") {
             if !f.trim().eq_ignore_ascii_case("zero") {
                 log::warn!("{}: FLAVOR {f} is not ZERO", p.display());

@@ -8,6 +8,7 @@ use std::path::Path;
 use ndarray::Array2;
 
 use super::fits::{FitsError, FitsReader, FitsWriter, Provenance, Result};
+use super::fibermap::Fibermap;
 use super::header::Header;
 
 /// Keywords the writer sets itself (not passed through from [`PreprocImage::header`]).
@@ -27,6 +28,9 @@ pub struct PreprocImage {
     /// Other keywords of the IMAGE header (CAMERA, EXPID, NIGHT, ...), passed through to the
     /// products made from this image.
     pub header: Header,
+    /// The camera's rows of the exposure's FIBERMAP, carried from the raw file so the
+    /// extraction can pass it on (DESI keeps it in a separate fibermap-EXPID file).
+    pub fibermap: Option<Fibermap>,
 }
 
 impl PreprocImage {
@@ -93,12 +97,18 @@ pub fn read(path: impl AsRef<Path>) -> Result<PreprocImage> {
     for k in OWN_KEYS {
         header.remove(k);
     }
+    let fibermap = if r.has_hdu("FIBERMAP") {
+        Some(Fibermap::read(&mut r, "FIBERMAP")?)
+    } else {
+        None
+    };
     Ok(PreprocImage {
         image,
         ivar,
         mask,
         readnoise,
         header,
+        fibermap,
     })
 }
 
@@ -127,6 +137,9 @@ pub fn write(path: impl AsRef<Path>, img: &PreprocImage, prov: &Provenance) -> R
     if let Some(rn) = &img.readnoise {
         w.image("READNOISE", &shape, &flat(rn))?;
         w.key("BUNIT", "electron")?;
+    }
+    if let Some(fm) = &img.fibermap {
+        fm.write(&mut w, "FIBERMAP")?;
     }
     w.commit()?;
     Ok(())
@@ -168,6 +181,7 @@ mod tests {
                 h.set("EXPTIME", 900.5f64.into());
                 h
             },
+            fibermap: None,
         };
         write(&p, &img, &Provenance::default()).unwrap();
         let back = read(&p).unwrap();

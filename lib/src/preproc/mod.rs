@@ -349,6 +349,7 @@ pub fn preprocess(
             mask,
             readnoise: Some(readnoise),
             header,
+            fibermap: None,
         },
         amps,
     ))
