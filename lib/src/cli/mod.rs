@@ -19,6 +19,7 @@ use crate::comm::Comm;
 pub mod extract;
 pub mod fiberflat;
 pub mod fluxcal;
+pub mod group;
 pub mod inspect;
 pub mod man;
 pub mod preproc;
@@ -111,6 +112,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
         crate::cli::stdstars::StdStarsOpts::command().name("spx-stdstars"),
         crate::cli::fluxcal::FluxCalOpts::command().name("spx-fluxcal"),
+        crate::cli::group::GroupOpts::command().name("spx-group"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())
