@@ -330,3 +330,47 @@ fn bad_input_is_one_line_error_and_no_output() {
     args.extend(["-o".as_ref(), out.as_os_str()]);
     assert_fails(&args, &out, "WAVELENGTH grid of band r differs");
 }
+
+#[test]
+fn missing_camera_rows_are_nodata_and_coadd_uses_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let prov = Provenance::current("test", &[]);
+    let mut paths = Vec::new();
+    // exposure 2 has no z camera
+    for (band, expid) in [('b', 1), ('z', 1), ('b', 2)] {
+        let p = dir.path().join(format!("cframe-{band}0-{expid:08}.fits"));
+        make(band, expid, grid(band)).write(&p, &prov).unwrap();
+        paths.push(p);
+    }
+    let (sp_path, co_path) = (
+        dir.path().join("spectra.fits"),
+        dir.path().join("coadd.fits"),
+    );
+    group(&paths, &sp_path, &co_path, 2);
+    let sp = Spectra::read(&sp_path).unwrap();
+    let z = &sp.bands[1];
+    assert_eq!(z.name, "z");
+    for r in NFIB..2 * NFIB {
+        assert!(z.ivar.row(r).iter().all(|&v| v == 0.0));
+        assert!(z
+            .mask
+            .as_ref()
+            .unwrap()
+            .row(r)
+            .iter()
+            .all(|&m| m == specmask::NODATA as i32));
+    }
+    let co = Spectra::read(&co_path).unwrap();
+    let z1 = make('z', 1, grid('z'));
+    let cz = &co.bands[1];
+    for i in 0..NFIB {
+        for j in 0..cz.wave.len() {
+            if z1.mask[[i, j]] == 0 {
+                // one contributing exposure: the coadd is that exposure (f32 round trip exact)
+                assert_eq!(cz.flux[[i, j]], z1.flux[[i, j]] as f32);
+                assert_eq!(cz.ivar[[i, j]], z1.ivar[[i, j]] as f32);
+                assert_eq!(cz.mask.as_ref().unwrap()[[i, j]], 0);
+            }
+        }
+    }
+}
