@@ -42,15 +42,19 @@ fn u(seed: u64) -> f64 {
 /// A cframe of camera `band`0 of exposure `expid`; fiber 2 of exposure 2 has BADAMPR set,
 /// a few pixels are masked (one pixel masked in both exposures).
 fn make(band: char, expid: i64, wave: Vec<f64>) -> Frame {
+    make_n(band, expid, wave, NFIB, ND)
+}
+
+fn make_n(band: char, expid: i64, wave: Vec<f64>, nfib: usize, nd: usize) -> Frame {
     let nw = wave.len();
     let seed = expid as u64 * 1000 + band as u64;
-    let flux = Array2::from_shape_fn((NFIB, nw), |(i, j)| {
+    let flux = Array2::from_shape_fn((nfib, nw), |(i, j)| {
         1.0 + i as f64 + 0.5 * u(seed * 7919 + (i * nw + j) as u64)
     });
-    let ivar = Array2::from_shape_fn((NFIB, nw), |(i, j)| {
+    let ivar = Array2::from_shape_fn((nfib, nw), |(i, j)| {
         2.0 + 3.0 * u(seed * 104729 + (i * nw + j) as u64)
     });
-    let mut mask = Array2::<u32>::zeros((NFIB, nw));
+    let mut mask = Array2::<u32>::zeros((nfib, nw));
     mask[[0, 10 + expid as usize]] = specmask::COSMIC;
     mask[[1, 20]] = if expid == 1 {
         specmask::COSMIC
@@ -58,18 +62,18 @@ fn make(band: char, expid: i64, wave: Vec<f64>) -> Frame {
         specmask::BADCOLUMN
     };
     // asymmetric, flux-conserving kernels that differ by exposure
-    let resolution = Array3::from_shape_fn((NFIB, ND, nw), |(i, d, j)| {
-        let w = [0.05, 0.2 + 0.01 * expid as f64, 0.5, 0.15, 0.1][d];
+    let resolution = Array3::from_shape_fn((nfib, nd, nw), |(i, d, j)| {
+        let w = 1.0 / (1.0 + (d as f64 - (nd / 2) as f64 + 0.3).powi(2)) + 0.01 * expid as f64;
         w * (1.0 + 0.1 * u(seed + (i * 31 + j) as u64))
     });
-    let fibers: Vec<i32> = (0..NFIB as i32).collect();
+    let fibers: Vec<i32> = (0..nfib as i32).collect();
     let mut fm = Fibermap::minimal(&fibers).table().clone();
     fm.set(Column::new(
         "TARGETID",
-        ColumnData::I64((0..NFIB as i64).map(|i| 1000 + i).collect()),
+        ColumnData::I64((0..nfib as i64).map(|i| 1000 + i).collect()),
     ))
     .unwrap();
-    let status: Vec<i32> = (0..NFIB)
+    let status: Vec<i32> = (0..nfib)
         .map(|i| {
             if expid == 2 && i == 2 {
                 fibermask::BADAMPR
@@ -372,5 +376,39 @@ fn missing_camera_rows_are_nodata_and_coadd_uses_the_others() {
                 assert_eq!(cz.mask.as_ref().unwrap()[[i, j]], 0);
             }
         }
+    }
+}
+
+/// Full-size timing (not an assertion): 3 exposures × b/r/z × 500 fibers on the production grids
+/// (0.8 Å), ndiag 11. Run with `cargo test -p spx-bins --test group -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn full_size_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let prov = Provenance::current("test", &[]);
+    let mut paths = Vec::new();
+    for expid in 1..=3 {
+        for (band, a, n) in [
+            ('b', 3600.0, 2751),
+            ('r', 5760.0, 2326),
+            ('z', 7520.0, 2881),
+        ] {
+            let w: Vec<f64> = (0..n).map(|i| a + 0.8 * i as f64).collect();
+            let p = dir.path().join(format!("cframe-{band}0-{expid:08}.fits"));
+            make_n(band, expid, w, 500, 11).write(&p, &prov).unwrap();
+            paths.push(p);
+        }
+    }
+    let (sp_path, co_path) = (
+        dir.path().join("spectra.fits"),
+        dir.path().join("coadd.fits"),
+    );
+    for threads in [1, 2] {
+        let t0 = std::time::Instant::now();
+        group(&paths, &sp_path, &co_path, threads);
+        eprintln!(
+            "spx-group 9 cframes x 500 fibers, {threads} thread(s): {:.2} s",
+            t0.elapsed().as_secs_f64()
+        );
     }
 }
