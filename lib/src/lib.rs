@@ -10,6 +10,7 @@ extern crate ndarray_linalg as _;
 
 pub mod banded;
 pub mod cli;
+pub mod coadd;
 pub mod comm;
 pub mod extract;
 pub mod fiberflat;

@@ -19,6 +19,7 @@ use crate::comm::Comm;
 pub mod extract;
 pub mod fiberflat;
 pub mod fluxcal;
+pub mod group;
 pub mod inspect;
 pub mod man;
 pub mod preproc;
@@ -113,6 +114,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::stdstars::StdStarsOpts::command().name("spx-stdstars"),
         crate::cli::fluxcal::FluxCalOpts::command().name("spx-fluxcal"),
         crate::cli::templates::TemplatesOpts::command().name("spx-templates"),
+        crate::cli::group::GroupOpts::command().name("spx-group"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())

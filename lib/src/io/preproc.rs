@@ -7,8 +7,8 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::fits::{FitsError, FitsReader, FitsWriter, Provenance, Result};
 use super::fibermap::Fibermap;
+use super::fits::{FitsError, FitsReader, FitsWriter, Provenance, Result};
 use super::header::Header;
 
 /// Keywords the writer sets itself (not passed through from [`PreprocImage::header`]).

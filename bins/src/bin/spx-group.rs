@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    spx::cli::main::<spx::cli::group::GroupOpts>("spx-group", |o| &o.common, spx::cli::group::run)
+}
