@@ -28,6 +28,7 @@ pub mod redshift;
 pub mod sim;
 pub mod sky;
 pub mod stdstars;
+pub mod summary;
 pub mod templates;
 
 /// Options every binary accepts.
@@ -109,6 +110,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::sim::SimOpts::command().name("spx-sim"),
         crate::cli::preproc::PreprocOpts::command().name("spx-preproc"),
         crate::cli::psf::PsfOpts::command().name("spx-psf"),
+        crate::cli::summary::SummaryOpts::command().name("spx-summary"),
         VersionOnly::command().name("spx-version-check").hide(true),
         crate::cli::redshift::RedshiftOpts::command().name("spx-redshift"),
         crate::cli::stdstars::StdStarsOpts::command().name("spx-stdstars"),
