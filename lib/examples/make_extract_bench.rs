@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         mask: Array2::zeros((ny, nx)),
         readnoise: None,
         header,
+        fibermap: None,
     };
     write(
         &args[2],
