@@ -253,8 +253,15 @@ impl crate::comm::Comm for ThreadComm {
     fn barrier(&self) {
         self.shared.1.wait();
     }
-    fn broadcast_bytes(&self, _root: usize, _buf: &mut Vec<u8>) {
-        unimplemented!("not used by the extraction")
+    fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>) {
+        if self.rank == root {
+            self.shared.0.lock().unwrap()[root] = buf.clone();
+        }
+        self.shared.1.wait();
+        if self.rank != root {
+            *buf = self.shared.0.lock().unwrap()[root].clone();
+        }
+        self.shared.1.wait();
     }
     fn gather_bytes(&self, root: usize, data: &[u8]) -> Option<Vec<Vec<u8>>> {
         self.shared.0.lock().unwrap()[self.rank] = data.to_vec();
