@@ -31,7 +31,7 @@ impl Table {
 
     /// Number of rows (0 for a table without columns).
     pub fn nrows(&self) -> usize {
-        self.columns.first().map(|c| col_len(&c.data)).unwrap_or(0)
+        self.columns.first().map(|c| c.data.len()).unwrap_or(0)
     }
 
     /// Integer column as i64 (any integer width), if present.
@@ -71,7 +71,7 @@ impl Table {
                 .map(|c| Column {
                     name: c.name.clone(),
                     unit: c.unit.clone(),
-                    data: select_rows(&c.data, rows),
+                    data: c.data.select(rows),
                 })
                 .collect(),
         }
@@ -149,51 +149,6 @@ impl Table {
             });
         }
         Ok(Table { columns })
-    }
-}
-
-fn col_len(d: &ColumnData) -> usize {
-    match d {
-        ColumnData::F64(v) => v.len(),
-        ColumnData::F32(v) => v.len(),
-        ColumnData::I64(v) => v.len(),
-        ColumnData::I32(v) => v.len(),
-        ColumnData::I16(v) => v.len(),
-        ColumnData::U8(v) => v.len(),
-        ColumnData::Str(v) => v.len(),
-        ColumnData::F64Vec { data, repeat } => data.len() / (*repeat).max(1),
-        ColumnData::F32Vec { data, repeat } => data.len() / (*repeat).max(1),
-    }
-}
-
-fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
-    rows.iter().map(|&r| v[r].clone()).collect()
-}
-
-fn pick_vec<T: Clone>(v: &[T], repeat: usize, rows: &[usize]) -> Vec<T> {
-    rows.iter()
-        .flat_map(|&r| v[r * repeat..(r + 1) * repeat].iter().cloned())
-        .collect()
-}
-
-/// Rows `rows` of one column.
-pub fn select_rows(d: &ColumnData, rows: &[usize]) -> ColumnData {
-    match d {
-        ColumnData::F64(v) => ColumnData::F64(pick(v, rows)),
-        ColumnData::F32(v) => ColumnData::F32(pick(v, rows)),
-        ColumnData::I64(v) => ColumnData::I64(pick(v, rows)),
-        ColumnData::I32(v) => ColumnData::I32(pick(v, rows)),
-        ColumnData::I16(v) => ColumnData::I16(pick(v, rows)),
-        ColumnData::U8(v) => ColumnData::U8(pick(v, rows)),
-        ColumnData::Str(v) => ColumnData::Str(pick(v, rows)),
-        ColumnData::F64Vec { data, repeat } => ColumnData::F64Vec {
-            data: pick_vec(data, *repeat, rows),
-            repeat: *repeat,
-        },
-        ColumnData::F32Vec { data, repeat } => ColumnData::F32Vec {
-            data: pick_vec(data, *repeat, rows),
-            repeat: *repeat,
-        },
     }
 }
 
