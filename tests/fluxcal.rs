@@ -523,3 +523,90 @@ print(json.dumps(dict(
     );
     assert_eq!(v["fr_unit"], "10**-17 erg/(s cm2 Angstrom)");
 }
+
+/// Standards present but none surviving the cuts (here the blue S/N cut, set above any star):
+/// a clear error naming the cut, and no stdstars file (nor a temporary one) left behind.
+#[test]
+fn no_standard_star_surviving_the_cuts_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_exposure(d, 1, true);
+    let out = d.join("stdstars-0-00000001.fits");
+    let a = common::bin("spx-stdstars")
+        .arg("--frames")
+        .args(paths(d, "frame", 1))
+        .arg("--fiberflats")
+        .args(paths(d, "fiberflat", 1))
+        .arg("--skies")
+        .args(paths(d, "sky", 1))
+        .args(["--min-blue-snr", "1e9", "-o"])
+        .arg(&out)
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("no standard star survives the cuts"), "{err}");
+    assert!(err.contains("blue S/N above"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("stdstars")),
+        "{names:?}"
+    );
+}
+
+/// A NaN in an input frame's FLUX: spx-stdstars and spx-fluxcal refuse it with the file and
+/// HDU named (exit 1), and write nothing; zero ivar is data (tested above), NaN is not.
+#[test]
+fn nan_flux_is_refused_by_stdstars_and_fluxcal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_exposure(d, 1, true);
+    let good = d.join("stdstars-good.fits");
+    run_stdstars(d, &good, "2").success();
+    // through cfitsio directly: spx's writer refuses NaN
+    let bad = d.join("frame-r0-00000001.fits");
+    {
+        let mut f = fitsio::FitsFile::edit(&bad).unwrap();
+        let hdu = f.hdu(0).unwrap(); // FLUX is the primary HDU of a frame
+                                     // cfitsio ranges run (NAXIS1, NAXIS2): wavelength 100 of fiber 3
+        hdu.write_region(&mut f, &[&(100..101), &(3..4)], &[f32::NAN])
+            .unwrap();
+    }
+    let out = d.join("stdstars-bad.fits");
+    let a = run_stdstars(d, &out, "2").failure().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("frame-r0-00000001.fits[FLUX]"), "{err}");
+    assert!(!out.exists());
+    let (fc, cf) = (d.join("fluxcalib-r0.fits"), d.join("cframe-r0.fits"));
+    let a = common::bin("spx-fluxcal")
+        .arg("-i")
+        .arg(&bad)
+        .arg("--fiberflat")
+        .arg(d.join("fiberflat-r0.fits"))
+        .arg("--sky")
+        .arg(d.join("sky-r0-00000001.fits"))
+        .arg("--stdstars")
+        .arg(&good)
+        .arg("-o")
+        .arg(&fc)
+        .arg("--cframe")
+        .arg(&cf)
+        .assert()
+        .failure()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("frame-r0-00000001.fits[FLUX]"), "{err}");
+    assert!(!fc.exists() && !cf.exists());
+    let names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains(".tmp") || n.starts_with("fluxcalib")),
+        "{names:?}"
+    );
+}
