@@ -8,6 +8,14 @@
 //! `compute_sky` on the same frame and fiber flat (needs the Python env; skipped without it
 //! unless SPX_REQUIRE_SHARED_DATA is set); flux-calibrated non-standard targets match the true
 //! flux within 2% rms broadband; the standard stars' fitted Teff within 150 K.
+//!
+//! Isolating these stages from the extraction: with the exact PSF, the flat's extracted flux
+//! matches the truth per fiber to ≤ 1.5e-3 (r, z: 5e-4), but the science frames' band sums are
+//! low by 1–5% (median 0.991 b, 0.981 r, 0.947 z; down to 0.86 in z), and at bright sky lines
+//! they depart from R·truth by several σ (under study with the simulator; not a calibration
+//! effect). So the flat is compared in ratios normalised over fibers, the cframes through the
+//! standards measured on the same frames (a common factor cancels), and the sky model against
+//! desispec's on the very same frame rather than against an absolute figure.
 
 #[path = "common/mod.rs"]
 mod common;
