@@ -9,7 +9,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use crate::banded::{BandCholesky, SymBand};
+use crate::banded::{BandCholesky, NotPositiveDefinite, SymBand};
 use crate::resolution::Resolution;
 use crate::stats::{argmax, median};
 
@@ -142,36 +142,72 @@ pub(crate) fn normal_equations(
     (SymBand::from_columns(n, p, acols), b)
 }
 
-/// Solves `A x = B` on the constrained wavelengths (diag(A) > 0; the others get 0), by
-/// Cholesky, with desispec's least-squares fallback. Returns the solution, the constrained
-/// mask and the factor of the regularised matrix (when Cholesky succeeded).
+/// Most degenerate wavelengths [`regularised_cholesky`] drops before it gives up.
+const MAX_DEGENERATE: usize = 64;
+
+/// Cholesky of `A` restricted to its constrained wavelengths: diag(A) > 0, less those whose
+/// pivot vanishes to rounding. An unconstrained wavelength has an all-zero row and column
+/// (A_jj = Σ w R² = 0 forces every w R_ij = 0), so 1 on its diagonal decouples it exactly. A
+/// wavelength with A_jj > 0 can still be a null direction (e.g. masked on every sky fiber and
+/// reached only by the resolution tails of its neighbours): its pivot fails at ~1e-22, and it is
+/// dropped the same way and retried, which costs O(n·p²) per retry where desispec's dense
+/// `lstsq` fallback costs O(n³) (minutes at n = 2800). Returns the factor and the mask of the
+/// wavelengths kept, or the last failure after [`MAX_DEGENERATE`] drops.
+fn regularised_cholesky(a: &SymBand) -> Result<(BandCholesky, Vec<bool>), NotPositiveDefinite> {
+    let mut good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
+    let mut areg = a.clone();
+    let decouple = |m: &mut SymBand, j: usize| {
+        let (n, p) = (m.n(), m.p());
+        for i in j.saturating_sub(p)..(j + p + 1).min(n) {
+            m.set(i, j, 0.0);
+        }
+        m.set(j, j, 1.0);
+    };
+    for (j, &g) in good.iter().enumerate() {
+        if !g {
+            decouple(&mut areg, j);
+        }
+    }
+    let mut dropped = 0;
+    loop {
+        match areg.cholesky() {
+            Ok(c) => return Ok((c, good)),
+            Err(e) if dropped < MAX_DEGENERATE && good[e.row] => {
+                log::info!("{e}; dropping that wavelength as unconstrained");
+                good[e.row] = false;
+                decouple(&mut areg, e.row);
+                dropped += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Solves `A x = B` on the constrained wavelengths (see [`regularised_cholesky`]; the others
+/// get 0), with desispec's least-squares fallback when that fails. Returns the solution, the
+/// constrained mask and the factor (when Cholesky succeeded).
 pub(crate) fn solve_constrained(
     a: &SymBand,
     b: &[f64],
 ) -> (Vec<f64>, Vec<bool>, Option<BandCholesky>) {
-    let good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
-    // An unconstrained column has an all-zero row and column (A_jj = Σ w R² = 0 forces every
-    // w R_ij = 0), so putting 1 on its diagonal decouples it exactly: x_j = 0.
-    let mut areg = a.clone();
-    let mut breg = b.to_vec();
-    for (j, &g) in good.iter().enumerate() {
-        if !g {
-            areg.set(j, j, 1.0);
-            breg[j] = 0.0;
-        }
-    }
-    match areg.cholesky() {
-        Ok(c) => {
+    match regularised_cholesky(a) {
+        Ok((c, good)) => {
+            let breg: Vec<f64> = b
+                .iter()
+                .zip(&good)
+                .map(|(&v, &g)| if g { v } else { 0.0 })
+                .collect();
             let mut x = c.solve(&breg);
-            for (j, &g) in good.iter().enumerate() {
+            for (xj, &g) in x.iter_mut().zip(&good) {
                 if !g {
-                    x[j] = 0.0;
+                    *xj = 0.0;
                 }
             }
             (x, good, Some(c))
         }
         Err(e) => {
             log::info!("{e}; falling back to least squares");
+            let good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
             (dense_lstsq(a, b, &good), good, None)
         }
     }
@@ -196,18 +232,12 @@ fn dense_lstsq(a: &SymBand, b: &[f64], good: &[bool]) -> Vec<f64> {
 /// Band of the pseudo-inverse of A (desispec: `cholesky_invert(A)`, else `pinv(A)`): the
 /// inverse of the constrained block, zero on unconstrained wavelengths.
 pub(crate) fn covariance_band(a: &SymBand) -> SymBand {
-    let good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
-    let mut areg = a.clone();
-    for (j, &g) in good.iter().enumerate() {
-        if !g {
-            areg.set(j, j, 1.0);
-        }
-    }
-    let mut z = match areg.cholesky() {
-        Ok(c) => c.selected_inverse(),
+    let (mut z, good) = match regularised_cholesky(a) {
+        Ok((c, good)) => (c.selected_inverse(), good),
         Err(e) => {
             log::warn!("{e}; computing the covariance by eigen-decomposition");
-            dense_pinv_band(a)
+            let good = a.diagonal().iter().map(|&d| d > 0.0).collect();
+            (dense_pinv_band(a), good)
         }
     };
     for (j, &g) in good.iter().enumerate() {
@@ -350,5 +380,57 @@ pub fn compute_sky_linear(
         nrej: nout_tot,
         bad_fibers,
         iterations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wavelengths 5 and 6 seen only together (a rank-one 2×2 block): A_66 > 0 but its pivot
+    /// vanishes. The solve drops 6, keeps the rest exact, and never needs the dense fallback.
+    #[test]
+    fn a_null_direction_with_positive_diagonal_is_dropped_not_densified() {
+        let n = 12;
+        let mut a = SymBand::zeros(n, 2);
+        for j in 0..n {
+            a.set(j, j, 2.0);
+            if j + 1 < n {
+                a.set(j + 1, j, 0.5);
+            }
+        }
+        // rows/cols 5 and 6: only the combination x5 + x6 is measured
+        for j in [4, 5, 6, 7] {
+            for i in [4, 5, 6, 7] {
+                if i >= j && i - j <= 2 {
+                    a.set(i, j, 0.0);
+                }
+            }
+        }
+        for (i, j) in [(5, 5), (6, 5), (6, 6)] {
+            a.set(i, j, 1.0);
+        }
+        a.set(4, 4, 2.0);
+        a.set(7, 7, 2.0);
+        assert!(a.cholesky().is_err());
+        let b: Vec<f64> = (0..n)
+            .map(|j| if j == 6 { 3.0 } else { j as f64 + 1.0 })
+            .collect();
+        let mut b = b;
+        b[5] = 3.0; // consistent with the rank-one block
+        let (x, good, chol) = solve_constrained(&a, &b);
+        assert!(
+            chol.is_some(),
+            "the banded path must succeed after dropping"
+        );
+        assert_eq!(good.iter().filter(|g| !**g).count(), 1);
+        assert!(!good[6] && x[6] == 0.0);
+        for i in (0..n).filter(|&i| i != 6) {
+            let ax: f64 = (0..n).map(|j| a.get(i, j) * x[j]).sum();
+            assert!((ax - b[i]).abs() < 1e-12, "row {i}: {ax} vs {}", b[i]);
+        }
+        let cov = covariance_band(&a);
+        assert_eq!(cov.get(6, 6), 0.0);
+        assert!(cov.get(5, 5) > 0.0);
     }
 }

@@ -131,10 +131,11 @@ pub struct Target {
 pub const TILE_RA: f64 = 150.0;
 pub const TILE_DEC: f64 = 2.0;
 
-/// Draws the kinds of `nspec` fibers: ≈10% sky (≥ 2), ≈2% standards (≥ 2), ≈1% dead (≥ 1),
+/// Draws the kinds of `nspec` fibers: 16% sky (≥ 4; DESI puts 80 of a petal's 500 fibers on
+/// blank sky), ≈2% standards (≥ 2), ≈1% dead (≥ 1),
 /// the rest ELG 45%, LRG 20%, QSO 15%, stars 20%; fibers shuffled.
 pub fn draw_kinds(nspec: usize, rng: &mut ChaCha8Rng) -> Vec<Kind> {
-    let nsky = ((nspec as f64 * 0.10).round() as usize).max(2).min(nspec);
+    let nsky = ((nspec as f64 * 0.16).round() as usize).max(4).min(nspec);
     let nstd = ((nspec as f64 * 0.02).round() as usize)
         .max(2)
         .min(nspec - nsky);
