@@ -576,7 +576,7 @@ fn spx_preproc_reads_back_in_desispec() {
 
 #[test]
 fn spx_spectra_read_back_in_desispec() {
-    use spx::io::spectra::{Band, Spectra, Table as SpecTable};
+    use spx::io::spectra::{Band, Spectra};
     let (ns, nd) = (3, 11);
     let bands: Vec<Band> = [("b", 3600.0, 25), ("r", 5760.0, 20)]
         .iter()
@@ -598,13 +598,12 @@ fn spx_spectra_read_back_in_desispec() {
             }
         })
         .collect();
-    let fibermap = SpecTable {
-        columns: vec![
-            Column::new("TARGETID", ColumnData::I64(vec![101, 102, 101])),
-            Column::new("FIBER", ColumnData::I32(vec![10, 11, 10])),
-            Column::new("EXPID", ColumnData::I32(vec![1, 1, 2])),
-        ],
-    };
+    let fibermap = Table::new(vec![
+        Column::new("TARGETID", ColumnData::I64(vec![101, 102, 101])),
+        Column::new("FIBER", ColumnData::I32(vec![10, 11, 10])),
+        Column::new("EXPID", ColumnData::I32(vec![1, 1, 2])),
+    ])
+    .unwrap();
     let sp = Spectra {
         bands,
         fibermap,
