@@ -9,7 +9,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use crate::banded::{BandCholesky, SymBand};
+use crate::banded::{BandCholesky, BandMatrix};
 use crate::resolution::Resolution;
 use crate::stats::{argmax, median};
 
@@ -22,7 +22,7 @@ pub struct LinearFit {
     pub good: Vec<bool>,
     /// Entries of the parameter covariance A⁻¹ within A's band (zero on unconstrained
     /// wavelengths, as numpy's `pinv` gives).
-    pub covariance: SymBand,
+    pub covariance: BandMatrix,
     /// Inverse variance of the sky fibers after rejection `[nsky, nwave]`.
     pub ivar: Array2<f64>,
     /// Total number of rejected pixels.
@@ -91,7 +91,7 @@ pub(crate) fn normal_equations(
     bands: &[ColumnBands],
     w: ArrayView2<f64>,
     y: ArrayView2<f64>,
-) -> (SymBand, Vec<f64>) {
+) -> (BandMatrix, Vec<f64>) {
     let n = bands.first().map(|b| b.nwave).unwrap_or(0);
     let nd = bands.first().map(|b| b.ndiag).unwrap_or(1);
     let h = nd / 2;
@@ -139,14 +139,14 @@ pub(crate) fn normal_equations(
         acols.push(c);
         b.push(bj);
     }
-    (SymBand::from_columns(n, p, acols), b)
+    (BandMatrix::from_columns(n, p, acols), b)
 }
 
 /// Solves `A x = B` on the constrained wavelengths (diag(A) > 0; the others get 0), by
 /// Cholesky, with desispec's least-squares fallback. Returns the solution, the constrained
 /// mask and the factor of the regularised matrix (when Cholesky succeeded).
 pub(crate) fn solve_constrained(
-    a: &SymBand,
+    a: &BandMatrix,
     b: &[f64],
 ) -> (Vec<f64>, Vec<bool>, Option<BandCholesky>) {
     let good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
@@ -178,7 +178,7 @@ pub(crate) fn solve_constrained(
 }
 
 /// Minimum-norm least squares on the constrained block (numpy `lstsq` fallback of desispec).
-fn dense_lstsq(a: &SymBand, b: &[f64], good: &[bool]) -> Vec<f64> {
+fn dense_lstsq(a: &BandMatrix, b: &[f64], good: &[bool]) -> Vec<f64> {
     use ndarray_linalg::LeastSquaresSvd;
     let idx: Vec<usize> = (0..a.n()).filter(|&j| good[j]).collect();
     let m = idx.len();
@@ -195,7 +195,7 @@ fn dense_lstsq(a: &SymBand, b: &[f64], good: &[bool]) -> Vec<f64> {
 
 /// Band of the pseudo-inverse of A (desispec: `cholesky_invert(A)`, else `pinv(A)`): the
 /// inverse of the constrained block, zero on unconstrained wavelengths.
-pub(crate) fn covariance_band(a: &SymBand) -> SymBand {
+pub(crate) fn covariance_band(a: &BandMatrix) -> BandMatrix {
     let good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
     let mut areg = a.clone();
     for (j, &g) in good.iter().enumerate() {
@@ -218,11 +218,12 @@ pub(crate) fn covariance_band(a: &SymBand) -> SymBand {
     z
 }
 
-fn dense_pinv_band(a: &SymBand) -> SymBand {
+fn dense_pinv_band(a: &BandMatrix) -> BandMatrix {
     use ndarray_linalg::{Eigh, UPLO};
-    let (n, p) = (a.n(), a.p());
-    let mut z = SymBand::zeros(n, p);
-    let Ok((vals, vecs)) = a.to_dense().eigh(UPLO::Lower) else {
+    let (n, p) = (a.n(), a.bw());
+    let mut z = BandMatrix::zeros(n, p);
+    let dense = Array2::from_shape_fn((n, n), |(i, j)| a.get(i, j));
+    let Ok((vals, vecs)) = dense.eigh(UPLO::Lower) else {
         return z;
     };
     let vmax = vals.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -259,7 +260,7 @@ pub fn compute_sky_linear(
     let nsig2 = opts.nsig_clipping * opts.nsig_clipping;
     let mut nout_tot = 0;
     let mut bad_fibers = Vec::new();
-    let mut last_a = SymBand::zeros(nwave, 0);
+    let mut last_a = BandMatrix::zeros(nwave, 0);
     let mut param = vec![0.0; nwave];
     let mut good = vec![false; nwave];
     let mut iterations = 0;
