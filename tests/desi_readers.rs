@@ -93,18 +93,13 @@ fn desi_read(reader: &str, file: &Path) -> Option<Dump> {
     let py = python()?;
     let script = common::workspace_root().join("tests/python/desi_read.py");
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(py)
-        .arg(&script)
-        .arg(reader)
-        .arg(file)
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "desi_read.py {reader} {} failed:\n{}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        std::process::Command::new(py)
+            .arg(&script)
+            .arg(reader)
+            .arg(file)
+            .arg(dir.path()),
+        &format!("desi_read.py {reader} {}", file.display()),
     );
     let manifest =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();

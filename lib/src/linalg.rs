@@ -25,39 +25,43 @@ pub fn eigh_in_place(a: &mut [f64], n: usize) -> Result<Vec<f64>, LinalgError> {
     if n == 0 {
         return Ok(w);
     }
+    // Row-major symmetric = column-major symmetric; the eigenvectors come back column-major,
+    // i.e. eigenvector k is row k of `a` in row-major terms; transposed below.
+    let (mut lwork_q, mut liwork_q) = ([0.0f64], [0 as c_int]);
+    dsyevd(a, n, &mut w, &mut lwork_q, -1, &mut liwork_q, -1)?;
+    let (lwork, liwork) = (lwork_q[0] as c_int, liwork_q[0]);
+    let mut work = vec![0.0; lwork.max(1) as usize];
+    let mut iwork = vec![0 as c_int; liwork.max(1) as usize];
+    dsyevd(a, n, &mut w, &mut work, lwork, &mut iwork, liwork)?;
+    // Transpose so that a[i*n + k] = component i of eigenvector k.
+    for i in 0..n {
+        for k in 0..i {
+            a.swap(i * n + k, k * n + i);
+        }
+    }
+    Ok(w)
+}
+
+/// One LAPACK `dsyevd` call (eigenvalues and eigenvectors, lower triangle) on the `n × n`
+/// matrix `a`; `lwork = liwork = -1` is the workspace query, which writes the sizes needed
+/// into `work[0]` and `iwork[0]`.
+fn dsyevd(
+    a: &mut [f64],
+    n: usize,
+    w: &mut [f64],
+    work: &mut [f64],
+    lwork: c_int,
+    iwork: &mut [c_int],
+    liwork: c_int,
+) -> Result<(), LinalgError> {
+    debug_assert!(a.len() == n * n && w.len() == n);
+    debug_assert!(lwork < 0 || work.len() >= lwork as usize);
+    debug_assert!(liwork < 0 || iwork.len() >= liwork as usize);
     let nn = n as c_int;
     let (jobz, uplo) = (b'V' as std::os::raw::c_char, b'L' as std::os::raw::c_char);
     let mut info: c_int = 0;
-    let (mut lwork_q, mut liwork_q) = (0.0f64, 0 as c_int);
-    let minus1: c_int = -1;
-    // Row-major symmetric = column-major symmetric; the eigenvectors come back column-major,
-    // i.e. eigenvector k is row k of `a` in row-major terms; transposed below.
-    // SAFETY: workspace query with valid pointers.
-    unsafe {
-        lapack_sys::dsyevd_(
-            &jobz,
-            &uplo,
-            &nn,
-            a.as_mut_ptr(),
-            &nn,
-            w.as_mut_ptr(),
-            &mut lwork_q,
-            &minus1,
-            &mut liwork_q,
-            &minus1,
-            &mut info,
-        );
-    }
-    if info != 0 {
-        return Err(LinalgError::Lapack {
-            routine: "dsyevd",
-            info,
-        });
-    }
-    let lwork = lwork_q as c_int;
-    let mut work = vec![0.0; lwork.max(1) as usize];
-    let mut iwork = vec![0 as c_int; liwork_q.max(1) as usize];
-    // SAFETY: buffers sized by the workspace query.
+    // SAFETY: `a` is n×n, `w` has n entries, and work/iwork hold at least lwork/liwork
+    // entries (one each for the query).
     unsafe {
         lapack_sys::dsyevd_(
             &jobz,
@@ -69,7 +73,7 @@ pub fn eigh_in_place(a: &mut [f64], n: usize) -> Result<Vec<f64>, LinalgError> {
             work.as_mut_ptr(),
             &lwork,
             iwork.as_mut_ptr(),
-            &liwork_q,
+            &liwork,
             &mut info,
         );
     }
@@ -79,13 +83,7 @@ pub fn eigh_in_place(a: &mut [f64], n: usize) -> Result<Vec<f64>, LinalgError> {
             info,
         });
     }
-    // Transpose so that a[i*n + k] = component i of eigenvector k.
-    for i in 0..n {
-        for k in 0..i {
-            a.swap(i * n + k, k * n + i);
-        }
-    }
-    Ok(w)
+    Ok(())
 }
 
 /// How [`eigen_compose`] transforms eigenvalues, with specter's floors
