@@ -93,18 +93,13 @@ fn desi_read(reader: &str, file: &Path) -> Option<Dump> {
     let py = python()?;
     let script = common::workspace_root().join("tests/python/desi_read.py");
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(py)
-        .arg(&script)
-        .arg(reader)
-        .arg(file)
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "desi_read.py {reader} {} failed:\n{}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        std::process::Command::new(py)
+            .arg(&script)
+            .arg(reader)
+            .arg(file)
+            .arg(dir.path()),
+        &format!("desi_read.py {reader} {}", file.display()),
     );
     let manifest =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
@@ -576,7 +571,7 @@ fn spx_preproc_reads_back_in_desispec() {
 
 #[test]
 fn spx_spectra_read_back_in_desispec() {
-    use spx::io::spectra::{Band, Spectra, Table as SpecTable};
+    use spx::io::spectra::{Band, Spectra};
     let (ns, nd) = (3, 11);
     let bands: Vec<Band> = [("b", 3600.0, 25), ("r", 5760.0, 20)]
         .iter()
@@ -598,13 +593,12 @@ fn spx_spectra_read_back_in_desispec() {
             }
         })
         .collect();
-    let fibermap = SpecTable {
-        columns: vec![
-            Column::new("TARGETID", ColumnData::I64(vec![101, 102, 101])),
-            Column::new("FIBER", ColumnData::I32(vec![10, 11, 10])),
-            Column::new("EXPID", ColumnData::I32(vec![1, 1, 2])),
-        ],
-    };
+    let fibermap = Table::new(vec![
+        Column::new("TARGETID", ColumnData::I64(vec![101, 102, 101])),
+        Column::new("FIBER", ColumnData::I32(vec![10, 11, 10])),
+        Column::new("EXPID", ColumnData::I32(vec![1, 1, 2])),
+    ])
+    .unwrap();
     let sp = Spectra {
         bands,
         fibermap,

@@ -154,12 +154,12 @@ fn group_and_coadd_synthetic_cframes() {
     assert_eq!(sp.nspec(), 2 * NFIB);
     let names: Vec<&str> = sp.bands.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["b", "r", "z"]);
-    let expids = sp.fibermap.i64_col("EXPID").unwrap();
+    let expids = sp.fibermap.i64s("EXPID").unwrap();
     assert_eq!(expids, [1, 1, 1, 1, 2, 2, 2, 2]);
-    assert_eq!(sp.fibermap.i64_col("NIGHT").unwrap()[5], 20260103);
-    assert_eq!(sp.fibermap.i64_col("TILEID").unwrap(), vec![80605; 8]);
-    assert_eq!(sp.fibermap.f64_col("EXPTIME").unwrap()[0], 901.0);
-    assert_eq!(sp.fibermap.f64_col("MJD").unwrap()[7], 61002.0);
+    assert_eq!(sp.fibermap.i64s("NIGHT").unwrap()[5], 20260103);
+    assert_eq!(sp.fibermap.i64s("TILEID").unwrap(), vec![80605; 8]);
+    assert_eq!(sp.fibermap.f64s("EXPTIME").unwrap()[0], 901.0);
+    assert_eq!(sp.fibermap.f64s("MJD").unwrap()[7], 61002.0);
     let co = Spectra::read(&co_path).unwrap();
     assert_eq!(co.targetids(), vec![1000, 1001, 1002, 1003]);
     assert_eq!(co.exp_fibermap.as_ref().unwrap().nrows(), 8);

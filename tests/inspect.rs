@@ -357,12 +357,10 @@ fn bad_input_is_one_line_naming_the_file() {
     let gz = dir.path().join("frame.fits.gz");
     let gz_cut = dir.path().join("frame-cut.fits.gz");
     // gzip is an essential package on Debian (scripts/setup's target).
-    let o = std::process::Command::new("gzip")
-        .arg("-c")
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let o = common::run_ok(
+        std::process::Command::new("gzip").arg("-c").arg(&good),
+        "gzip",
+    );
     std::fs::write(&gz, &o.stdout).unwrap();
     std::fs::write(&gz_cut, &o.stdout[..o.stdout.len() * 2 / 3]).unwrap();
     bad_files.push(&gz_cut);

@@ -10,7 +10,8 @@ use super::CommonOpts;
 use crate::comm::Comm;
 use crate::io::fits::{require_finite, Provenance};
 use crate::io::redrock::{write_details, RedshiftCatalog, RedshiftRow, ScanDetails, TemplateInfo};
-use crate::io::spectra::{coadd_fibermap, coadd_tsnr2, Spectra, Table};
+use crate::io::spectra::{coadd_fibermap, coadd_tsnr2, Spectra};
+use crate::io::table::Table;
 use crate::io::templates::{load_templates, zscan_grid};
 use crate::redshift::{self, target, zwarn, FitOptions};
 
@@ -67,7 +68,7 @@ pub struct RedshiftOpts {
 }
 
 fn rows_of(t: &Table, ids: &[i64]) -> Table {
-    let tid = t.i64_col("TARGETID").unwrap_or_default();
+    let tid = t.i64s("TARGETID").unwrap_or_default();
     let rows: Vec<usize> = (0..tid.len()).filter(|&i| ids.contains(&tid[i])).collect();
     t.select(&rows)
 }
@@ -227,14 +228,7 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
             let tsnr = spectra
                 .scores
                 .as_ref()
-                .map(|s| Table {
-                    columns: s
-                        .columns
-                        .iter()
-                        .filter(|c| c.name == "TARGETID" || c.name.starts_with("TSNR2_"))
-                        .cloned()
-                        .collect(),
-                })
+                .map(|s| s.filter_columns(|c| c.name == "TARGETID" || c.name.starts_with("TSNR2_")))
                 .unwrap_or_default();
             (
                 rows_of(&spectra.fibermap, &ids),
@@ -244,11 +238,13 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
         }
         None => {
             let sel = rows_of(&spectra.fibermap, &ids);
-            let (fm, exp) = coadd_fibermap(&sel);
+            let (fm, exp) = coadd_fibermap(&sel).map_err(anyhow::Error::msg)?;
             let tsnr = spectra
                 .scores
                 .as_ref()
                 .map(|s| coadd_tsnr2(&rows_of(s, &ids)))
+                .transpose()
+                .map_err(anyhow::Error::msg)?
                 .unwrap_or_default();
             (fm, exp, tsnr)
         }
@@ -285,13 +281,13 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
 /// NODATA overwrite of unusable fibers.
 fn apply_fibermap_zwarn(rows: &mut [RedshiftRow], fm: &Table) {
     use zwarn::fibermask as m;
-    let tid = fm.i64_col("TARGETID").unwrap_or_default();
+    let tid = fm.i64s("TARGETID").unwrap_or_default();
     let status = fm
-        .i64_col("COADD_FIBERSTATUS")
-        .or_else(|| fm.i64_col("FIBERSTATUS"))
+        .i64s("COADD_FIBERSTATUS")
+        .or_else(|| fm.i64s("FIBERSTATUS"))
         .unwrap_or_else(|| vec![0; tid.len()]);
     let objtype = fm
-        .str_col("OBJTYPE")
+        .strs("OBJTYPE")
         .unwrap_or_else(|| vec![String::new(); tid.len()]);
     for r in rows.iter_mut() {
         let Some(i) = tid.iter().position(|&t| t == r.targetid) else {

@@ -21,7 +21,8 @@ use rayon::prelude::*;
 
 use crate::io::fits::{Column, ColumnData};
 use crate::io::frame::Frame;
-use crate::io::spectra::{coadd_fibermap, Band, Spectra, Table};
+use crate::io::spectra::{coadd_fibermap, Band, Spectra};
+use crate::io::table::Table;
 use crate::maskbits::{fibermask, specmask};
 
 /// Largest wavelength difference, Angstrom, between frames of one band (desispec's
@@ -63,12 +64,6 @@ fn key_of(nf: &NamedFrame) -> anyhow::Result<Key> {
         spectro: sp,
         expid,
     })
-}
-
-fn to_spectra_table(t: &crate::io::table::Table) -> Table {
-    Table {
-        columns: t.columns().to_vec(),
-    }
 }
 
 /// Groups cframes (any order; b/r/z of one or more exposures and spectrographs) into spectra.
@@ -116,7 +111,7 @@ pub fn group(frames: &[NamedFrame], tile: Option<i64>) -> anyhow::Result<Spectra
         grids.push((w0.to_vec(), nd));
     }
     // rows per slot, fibermap pieces
-    let mut fm: Option<crate::io::table::Table> = None;
+    let mut fm: Option<Table> = None;
     let mut slot_rows = Vec::new();
     let mut meta = Vec::new();
     for &(e, sp) in &slots {
@@ -219,7 +214,7 @@ pub fn group(frames: &[NamedFrame], tile: Option<i64>) -> anyhow::Result<Spectra
             resolution: res,
         });
     }
-    let fibermap = to_spectra_table(&fm.unwrap_or_default());
+    let fibermap = fm.unwrap_or_default();
     let mut header = vec![("SPGRP".to_string(), "cumulative".to_string())];
     let lastnight = meta.iter().map(|m| m.0).max().unwrap_or(0);
     header.push(("SPGRPVAL".into(), lastnight.to_string()));
@@ -306,7 +301,7 @@ pub fn coadd(sp: &Spectra) -> anyhow::Result<Spectra> {
     }
     let status = sp
         .fibermap
-        .i64_col("FIBERSTATUS")
+        .i64s("FIBERSTATUS")
         .unwrap_or_else(|| vec![0; tid.len()]);
     let mut order: Vec<i64> = Vec::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -319,8 +314,8 @@ pub fn coadd(sp: &Spectra) -> anyhow::Result<Spectra> {
         });
         groups[g].push(i);
     }
-    let (fm, expfm) = coadd_fibermap(&sp.fibermap);
-    if fm.i64_col("TARGETID").as_deref() != Some(&order[..]) {
+    let (fm, expfm) = coadd_fibermap(&sp.fibermap).map_err(anyhow::Error::msg)?;
+    if fm.i64s("TARGETID").as_deref() != Some(&order[..]) {
         bail!("internal: coadd_fibermap target order differs from the coadd's");
     }
     let mut bands = Vec::new();

@@ -6,12 +6,13 @@
 //! Unknowns are ordered by wavelength then fiber inside the solver, which makes the normal
 //! matrix banded (spots only overlap their neighbours in fiber and wavelength): a banded
 //! Cholesky gives the flux, and the fiber blocks of the covariance come from
-//! [`BandMatrix::inverse_block`] without forming the dense inverse. A patch whose normal
+//! [`BandCholesky::inverse_blocks`] without forming the dense inverse. A patch whose normal
 //! matrix is not numerically positive definite falls back to specter's dense eigen path.
 
 use ndarray::ArrayView2;
 
-use crate::linalg::{eigen_compose, eigh_in_place, BandMatrix, EigenFn, LinalgError};
+use crate::banded::{BandCholesky, BandMatrix};
+use crate::linalg::{eigen_compose, eigh_in_place, EigenFn, LinalgError};
 use crate::psf::{GaussHermitePsf, SpotEvaluator};
 
 /// Which decorrelation gives R and ivar (reference §4.2).
@@ -363,13 +364,13 @@ type FiberBlocks = Vec<FiberBlock>;
 
 /// Banded path: Cholesky, flux, and per kept fiber the covariance block → Q = C_ss^(-1/2).
 fn banded_per_fiber(
-    mut l: BandMatrix,
+    l: BandMatrix,
     y: &[f64],
     nsp: usize,
     nw: usize,
     keep: &[usize],
 ) -> Result<(Vec<f64>, FiberBlocks), LinalgError> {
-    l.cholesky()?;
+    let l: BandCholesky = l.cholesky()?;
     let mut x = y.to_vec();
     l.solve_in_place(&mut x);
     let groups: Vec<Vec<usize>> = keep

@@ -5,7 +5,7 @@
 //! and kept only within one spacing of a sample. As in scipy, the weights multiply the
 //! residuals, so the fit minimises `Σ (w_i (y_i − s(x_i)))²` (desispec passes ivar as w).
 
-use crate::banded::SymBand;
+use crate::banded::BandMatrix;
 
 /// The spline fit failed (too few samples, or a knot interval without data).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -86,7 +86,7 @@ pub fn spline_fit(
             sel.len()
         )));
     }
-    let mut a = SymBand::zeros(ncoef, 3);
+    let mut a = BandMatrix::zeros(ncoef, 3);
     let mut b = vec![0.0; ncoef];
     for &i in &sel {
         let (c0, bv) = basis(&t, ncoef, x[i]);

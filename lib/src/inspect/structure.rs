@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::io::fits::FitsReader;
+use crate::io::header::{raw_cards, unquote};
 use crate::io::{FitsError, Result};
 
 /// cfitsio HDU types (fitsio.h).
@@ -173,41 +174,19 @@ impl<'a> Raw<'a> {
     /// Every card (name, value) of HDU `index`, COMMENT/HISTORY and blank cards left out.
     pub fn cards(&mut self, index: usize) -> Result<Vec<Card>> {
         self.select(index)?;
-        let fptr = self.fptr();
-        let (mut nkeys, mut more, mut status) = (0, 0, 0);
-        unsafe { fitsio::sys::ffghsp(fptr, &mut nkeys, &mut more, &mut status) };
-        let mut cards = Vec::with_capacity(nkeys.max(0) as usize);
-        for n in 1..=nkeys {
-            let mut name = [0 as c_char; 80];
-            let mut value = [0 as c_char; 80];
-            let mut comment = [0 as c_char; 80];
-            unsafe {
-                fitsio::sys::ffgkyn(
-                    fptr,
-                    n,
-                    name.as_mut_ptr(),
-                    value.as_mut_ptr(),
-                    comment.as_mut_ptr(),
-                    &mut status,
-                )
-            };
-            if status != 0 {
-                return Err(self.err(&format!("HDU {index}: cannot read header card {n}"), status));
-            }
-            let name = unsafe { CStr::from_ptr(name.as_ptr()) }
-                .to_string_lossy()
-                .trim()
-                .to_string();
-            let value = unsafe { CStr::from_ptr(value.as_ptr()) }
-                .to_string_lossy()
-                .into_owned();
-            if name.is_empty() || name == "COMMENT" || name == "HISTORY" || value.trim().is_empty()
-            {
-                continue;
-            }
-            cards.push((name, unquote(&value)));
-        }
-        Ok(cards)
+        let cards = raw_cards(self.r).map_err(|e| {
+            self.err(
+                &format!("HDU {index}: cannot read header card {}", e.card),
+                e.status,
+            )
+        })?;
+        Ok(cards
+            .into_iter()
+            .filter(|(name, value)| {
+                !(name.is_empty() || name == "COMMENT" || name == "HISTORY" || value.is_empty())
+            })
+            .map(|(name, value)| (name, unquote(&value)))
+            .collect())
     }
 
     /// Values of `keys` in HDU `index`, in the order of `keys`, absent ones left out.
@@ -422,20 +401,6 @@ pub fn check_complete(r: &mut FitsReader) -> Result<()> {
     Raw::new(r).summaries().map(|_| ())
 }
 
-/// `'text  '` → `text`; other values are returned trimmed.
-fn unquote(raw: &str) -> String {
-    let raw = raw.trim();
-    match raw.strip_prefix('\'') {
-        Some(inner) => inner
-            .strip_suffix('\'')
-            .unwrap_or(inner)
-            .replace("''", "'")
-            .trim_end()
-            .to_string(),
-        None => raw.to_string(),
-    }
-}
-
 /// cfitsio's short text for a status code.
 fn status_text(status: c_int) -> String {
     let mut buf = [0 as c_char; 31];
@@ -443,16 +408,4 @@ fn status_text(status: c_int) -> String {
     unsafe { CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unquote_strips_fits_string_quotes() {
-        assert_eq!(unquote("'r0      '"), "r0");
-        assert_eq!(unquote("'it''s'"), "it's");
-        assert_eq!(unquote(" 1000.0 "), "1000.0");
-    }
 }

@@ -38,53 +38,87 @@ fn is_structural(key: &str) -> bool {
     EXACT.contains(&key) || PREFIX.iter().any(|p| key.starts_with(p)) || is_provenance_key(key)
 }
 
+/// A header card that cfitsio could not read: its 1-based number and the cfitsio status.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CardError {
+    pub card: i32,
+    pub status: i32,
+}
+
+/// Every card of the reader's current cfitsio HDU, in file order, as (name, raw value):
+/// names trimmed, values trimmed but otherwise as cfitsio returns them (strings still quoted,
+/// see [`unquote`]; empty for COMMENT/HISTORY/blank cards). Callers position the HDU first
+/// ([`FitsReader::hdu`], or by number) and turn a [`CardError`] into their own message.
+pub fn raw_cards(r: &mut FitsReader) -> std::result::Result<Vec<(String, String)>, CardError> {
+    // SAFETY: the reader owns an open file for the duration of this call.
+    let fptr = unsafe { r.file_mut().as_raw() };
+    let mut status = 0;
+    let (mut nkeys, mut more) = (0, 0);
+    // SAFETY: fptr is an open file positioned on an HDU; buffers are cfitsio-sized (80).
+    unsafe { fitsio::sys::ffghsp(fptr, &mut nkeys, &mut more, &mut status) };
+    let mut cards = Vec::with_capacity(nkeys.max(0) as usize);
+    for n in 1..=nkeys {
+        let mut name = [0 as std::os::raw::c_char; 80];
+        let mut value = [0 as std::os::raw::c_char; 80];
+        let mut comment = [0 as std::os::raw::c_char; 80];
+        unsafe {
+            fitsio::sys::ffgkyn(
+                fptr,
+                n,
+                name.as_mut_ptr(),
+                value.as_mut_ptr(),
+                comment.as_mut_ptr(),
+                &mut status,
+            )
+        };
+        if status != 0 {
+            return Err(CardError { card: n, status });
+        }
+        let text = |b: &[std::os::raw::c_char]| {
+            // SAFETY: cfitsio NUL-terminates every returned string within its buffer.
+            unsafe { CStr::from_ptr(b.as_ptr()) }
+                .to_string_lossy()
+                .trim()
+                .to_string()
+        };
+        cards.push((text(&name), text(&value)));
+    }
+    Ok(cards)
+}
+
+/// A FITS string value without its quotes (`'it''s  '` → `it's`); other values trimmed.
+pub fn unquote(raw: &str) -> String {
+    let raw = raw.trim();
+    match raw.strip_prefix('\'') {
+        Some(inner) => inner
+            .strip_suffix('\'')
+            .unwrap_or(inner)
+            .replace("''", "'")
+            .trim_end()
+            .to_string(),
+        None => raw.to_string(),
+    }
+}
+
 impl Header {
     /// Reads the copyable cards of HDU `hdu`.
     pub fn read(r: &mut FitsReader, hdu: &str) -> Result<Header> {
         r.hdu(hdu)?; // makes it cfitsio's current HDU
-        let path = r.path().to_path_buf();
-        let fptr = unsafe { r.file_mut().as_raw() };
-        let mut status = 0;
-        let (mut nkeys, mut more) = (0, 0);
-        // SAFETY: fptr is an open file positioned on `hdu`; buffers are cfitsio-sized.
-        unsafe { fitsio::sys::ffghsp(fptr, &mut nkeys, &mut more, &mut status) };
-        let mut cards = Vec::new();
-        for n in 1..=nkeys {
-            let mut name = [0 as std::os::raw::c_char; 80];
-            let mut value = [0 as std::os::raw::c_char; 80];
-            let mut comment = [0 as std::os::raw::c_char; 80];
-            unsafe {
-                fitsio::sys::ffgkyn(
-                    fptr,
-                    n,
-                    name.as_mut_ptr(),
-                    value.as_mut_ptr(),
-                    comment.as_mut_ptr(),
-                    &mut status,
-                )
-            };
-            if status != 0 {
-                return Err(FitsError::hdu(
-                    &path,
-                    hdu,
-                    format!("cannot read header card {n} (cfitsio status {status})"),
-                ));
-            }
-            let name = unsafe { CStr::from_ptr(name.as_ptr()) }
-                .to_string_lossy()
-                .trim()
-                .to_string();
-            let raw = unsafe { CStr::from_ptr(value.as_ptr()) }
-                .to_string_lossy()
-                .trim()
-                .to_string();
-            if is_structural(&name) || raw.is_empty() {
-                continue;
-            }
-            if let Some(v) = parse_value(&raw) {
-                cards.push((name, v));
-            }
-        }
+        let raw = raw_cards(r).map_err(|e| {
+            FitsError::hdu(
+                r.path(),
+                hdu,
+                format!(
+                    "cannot read header card {} (cfitsio status {})",
+                    e.card, e.status
+                ),
+            )
+        })?;
+        let cards = raw
+            .into_iter()
+            .filter(|(name, raw)| !is_structural(name) && !raw.is_empty())
+            .filter_map(|(name, raw)| Some((name, parse_value(&raw)?)))
+            .collect();
         Ok(Header { cards })
     }
 
@@ -183,11 +217,8 @@ impl From<bool> for HeaderValue {
 
 /// Parses a raw FITS card value as cfitsio returns it (`'text'`, `T`, `12`, `1.5E3`).
 fn parse_value(raw: &str) -> Option<HeaderValue> {
-    if let Some(inner) = raw.strip_prefix('\'') {
-        let inner = inner.strip_suffix('\'').unwrap_or(inner);
-        return Some(HeaderValue::Str(
-            inner.replace("''", "'").trim_end().to_string(),
-        ));
+    if raw.starts_with('\'') {
+        return Some(HeaderValue::Str(unquote(raw)));
     }
     match raw {
         "T" => return Some(HeaderValue::Bool(true)),
@@ -227,5 +258,12 @@ mod tests {
         assert_eq!(back, h);
         assert_eq!(back.get_f64("EXPID"), Some(12.0));
         assert_eq!(back.get_str("CAMERA").as_deref(), Some("r0"));
+    }
+
+    #[test]
+    fn unquote_strips_fits_string_quotes() {
+        assert_eq!(unquote("'r0      '"), "r0");
+        assert_eq!(unquote("'it''s'"), "it's");
+        assert_eq!(unquote(" 1000.0 "), "1000.0");
     }
 }

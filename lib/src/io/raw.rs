@@ -250,14 +250,14 @@ impl RawCamera {
 }
 
 /// Exposure keywords written to the primary and to every camera HDU.
-fn exposure_keys(e: &RawExposure) -> Vec<(&'static str, HeaderValue)> {
-    vec![
-        ("NIGHT", HeaderValue::Int(e.night)),
-        ("EXPID", HeaderValue::Int(e.expid)),
-        ("FLAVOR", HeaderValue::Str(e.flavor.clone())),
-        ("OBSTYPE", HeaderValue::Str(e.flavor.to_ascii_uppercase())),
-        ("EXPTIME", HeaderValue::Float(e.exptime)),
-    ]
+fn exposure_keys(e: &RawExposure) -> Header {
+    let mut h = Header::default();
+    h.set("NIGHT", HeaderValue::Int(e.night));
+    h.set("EXPID", HeaderValue::Int(e.expid));
+    h.set("FLAVOR", HeaderValue::Str(e.flavor.clone()));
+    h.set("OBSTYPE", HeaderValue::Str(e.flavor.to_ascii_uppercase()));
+    h.set("EXPTIME", HeaderValue::Float(e.exptime));
+    h
 }
 
 impl RawExposure {
@@ -336,7 +336,9 @@ impl RawExposure {
             primary: Header::default(),
             cameras: Vec::new(),
             fibermap: None,
-        }) {
+        })
+        .cards()
+        {
             primary.remove(k);
         }
         let fibermap = if names.iter().any(|n| n == "FIBERMAP") {
@@ -359,25 +361,14 @@ impl RawExposure {
     pub fn write(&self, path: &Path, prov: &Provenance) -> Result<()> {
         let mut w = FitsWriter::create(path, prov)?;
         let keys = exposure_keys(self);
-        let put = |w: &mut FitsWriter| -> Result<()> {
-            for (k, v) in &keys {
-                match v {
-                    HeaderValue::Str(s) => w.key(k, s.as_str())?,
-                    HeaderValue::Int(i) => w.key(k, *i)?,
-                    HeaderValue::Float(f) => w.key(k, *f)?,
-                    HeaderValue::Bool(b) => w.key(k, *b)?,
-                }
-            }
-            Ok(())
-        };
         // DESI layout: HDU 0 empty (no EXPTIME, so desispec's read_raw_primary_header moves
         // on), the exposure keywords in an empty image HDU "SPEC", then the cameras.
         w.image::<f32>("SPEC", &[0], &[])?;
-        put(&mut w)?;
+        keys.write(&mut w)?;
         self.primary.write(&mut w)?;
         for c in &self.cameras {
             c.write(&mut w)?;
-            put(&mut w)?;
+            keys.write(&mut w)?;
         }
         if let Some(fm) = &self.fibermap {
             fm.write(&mut w, "FIBERMAP")?;

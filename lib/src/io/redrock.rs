@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use super::fits::{Column, ColumnData, FitsReader, FitsWriter, Provenance, Result};
-use super::spectra::{write_with_logicals, Table};
+use super::spectra::write_with_logicals;
+use super::table::Table;
 
 /// One REDSHIFTS row (the best candidate of a target).
 #[derive(Debug, Clone)]
@@ -139,9 +140,9 @@ impl RedshiftCatalog {
         self.header_keys(&mut w)?;
         w.table("REDSHIFTS", &self.redshift_columns())?;
         self.header_keys(&mut w)?;
-        w.table("FIBERMAP", &self.fibermap.columns)?;
-        write_with_logicals(&mut w, "EXP_FIBERMAP", &self.exp_fibermap.columns)?;
-        w.table("TSNR2", &self.tsnr2.columns)?;
+        self.fibermap.write(&mut w, "FIBERMAP")?;
+        write_with_logicals(&mut w, "EXP_FIBERMAP", &self.exp_fibermap)?;
+        self.tsnr2.write(&mut w, "TSNR2")?;
         w.commit()?;
         Ok(())
     }

@@ -6,151 +6,12 @@
 
 use std::path::Path;
 
-use fitsio::hdu::HduInfo;
-use fitsio::tables::ColumnDataType;
 use ndarray::{Array2, Array3};
 
 use super::fits::{
     Column, ColumnData, FitsError, FitsReader, FitsWriter, Provenance, Result, PRIMARY,
 };
-
-/// A binary table held in memory, column by column (used for FIBERMAP, EXP_FIBERMAP, SCORES).
-#[derive(Debug, Clone, Default)]
-pub struct Table {
-    pub columns: Vec<Column>,
-}
-
-impl Table {
-    /// The column named `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&ColumnData> {
-        self.columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))
-            .map(|c| &c.data)
-    }
-
-    /// Number of rows (0 for a table without columns).
-    pub fn nrows(&self) -> usize {
-        self.columns.first().map(|c| c.data.len()).unwrap_or(0)
-    }
-
-    /// Integer column as i64 (any integer width), if present.
-    pub fn i64_col(&self, name: &str) -> Option<Vec<i64>> {
-        match self.get(name)? {
-            ColumnData::I64(v) => Some(v.clone()),
-            ColumnData::I32(v) => Some(v.iter().map(|&x| x as i64).collect()),
-            ColumnData::I16(v) => Some(v.iter().map(|&x| x as i64).collect()),
-            ColumnData::U8(v) => Some(v.iter().map(|&x| x as i64).collect()),
-            _ => None,
-        }
-    }
-
-    /// Floating column as f64, if present.
-    pub fn f64_col(&self, name: &str) -> Option<Vec<f64>> {
-        match self.get(name)? {
-            ColumnData::F64(v) => Some(v.clone()),
-            ColumnData::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-            _ => None,
-        }
-    }
-
-    /// String column, if present.
-    pub fn str_col(&self, name: &str) -> Option<Vec<String>> {
-        match self.get(name)? {
-            ColumnData::Str(v) => Some(v.clone()),
-            _ => None,
-        }
-    }
-
-    /// The rows `rows` (in that order) of every column.
-    pub fn select(&self, rows: &[usize]) -> Table {
-        Table {
-            columns: self
-                .columns
-                .iter()
-                .map(|c| Column {
-                    name: c.name.clone(),
-                    unit: c.unit.clone(),
-                    data: c.data.select(rows),
-                })
-                .collect(),
-        }
-    }
-
-    /// Reads every column of table HDU `hdu`. Logical columns come back as U8 (0/1).
-    pub fn read(r: &mut FitsReader, hdu: &str) -> Result<Table> {
-        let path = r.path().to_path_buf();
-        let descs = match r.hdu(hdu)?.info {
-            HduInfo::TableInfo {
-                column_descriptions,
-                ..
-            } => column_descriptions,
-            _ => return Err(FitsError::hdu(&path, hdu, "is an image, expected a table")),
-        };
-        let mut columns = Vec::with_capacity(descs.len());
-        for (i, d) in descs.iter().enumerate() {
-            let name = d.name.as_str();
-            let rep = d.data_type.repeat.max(1);
-            let data = match d.data_type.typ {
-                ColumnDataType::Double if rep > 1 => ColumnData::F64Vec {
-                    data: r.col(hdu, name)?,
-                    repeat: rep,
-                },
-                ColumnDataType::Float if rep > 1 => ColumnData::F32Vec {
-                    data: r.col(hdu, name)?,
-                    repeat: rep,
-                },
-                _ if rep > 1
-                    && !matches!(
-                        d.data_type.typ,
-                        ColumnDataType::String | ColumnDataType::Text
-                    ) =>
-                {
-                    return Err(FitsError::hdu(
-                        &path,
-                        hdu,
-                        format!("column {name}: vector columns of this type are not supported"),
-                    ))
-                }
-                ColumnDataType::Double => ColumnData::F64(r.col(hdu, name)?),
-                ColumnDataType::Float => ColumnData::F32(r.col(hdu, name)?),
-                ColumnDataType::LongLong => ColumnData::I64(r.col(hdu, name)?),
-                ColumnDataType::Int | ColumnDataType::Long => ColumnData::I32(r.col(hdu, name)?),
-                ColumnDataType::Short => ColumnData::I16(r.col(hdu, name)?),
-                ColumnDataType::Byte => ColumnData::U8(r.col(hdu, name)?),
-                ColumnDataType::Logical => ColumnData::U8(
-                    r.col::<bool>(hdu, name)?
-                        .into_iter()
-                        .map(u8::from)
-                        .collect(),
-                ),
-                ColumnDataType::String | ColumnDataType::Text => ColumnData::Str(
-                    r.col::<String>(hdu, name)?
-                        .into_iter()
-                        .map(|s| s.trim_end().to_string())
-                        .collect(),
-                ),
-                other => {
-                    return Err(FitsError::hdu(
-                        &path,
-                        hdu,
-                        format!("column {name}: unsupported type {other:?}"),
-                    ))
-                }
-            };
-            let unit = r
-                .key_opt::<String>(hdu, &format!("TUNIT{}", i + 1))?
-                .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty());
-            columns.push(Column {
-                name: name.to_string(),
-                data,
-                unit,
-            });
-        }
-        Ok(Table { columns })
-    }
-}
+use super::table::Table;
 
 /// One camera band of a spectra file.
 #[derive(Debug, Clone)]
@@ -199,7 +60,7 @@ impl Spectra {
 
     /// TARGETID of each spectrum.
     pub fn targetids(&self) -> Vec<i64> {
-        self.fibermap.i64_col("TARGETID").unwrap_or_default()
+        self.fibermap.i64s("TARGETID").unwrap_or_default()
     }
 
     /// Reads a spectra or coadd file. Missing required HDUs, inconsistent shapes and NaN in
@@ -210,11 +71,14 @@ impl Spectra {
         let names = r.hdu_names()?;
         let fibermap = Table::read(&mut r, "FIBERMAP")?;
         let nspec = fibermap.nrows();
-        if fibermap.i64_col("TARGETID").is_none() {
+        if !fibermap
+            .column("TARGETID")
+            .is_some_and(|c| c.data.is_integer())
+        {
             return Err(FitsError::hdu(
                 path,
                 "FIBERMAP",
-                "column TARGETID is missing",
+                "column TARGETID is missing or not an integer column",
             ));
         }
         let exp_fibermap = if names.iter().any(|n| n == "EXP_FIBERMAP") {
@@ -323,9 +187,9 @@ impl Spectra {
                 Err(_) => w.key(k, v.as_str())?,
             }
         }
-        w.table("FIBERMAP", &self.fibermap.columns)?;
+        self.fibermap.write(&mut w, "FIBERMAP")?;
         if let Some(t) = &self.exp_fibermap {
-            write_with_logicals(&mut w, "EXP_FIBERMAP", &t.columns)?;
+            write_with_logicals(&mut w, "EXP_FIBERMAP", t)?;
         }
         for b in &self.bands {
             let up = b.name.to_ascii_uppercase();
@@ -360,7 +224,7 @@ impl Spectra {
             )?;
         }
         if let Some(t) = &self.scores {
-            w.table("SCORES", &t.columns)?;
+            t.write(&mut w, "SCORES")?;
         }
         w.commit()?;
         Ok(())
@@ -370,7 +234,8 @@ impl Spectra {
 /// Writes a table whose `IN_COADD_*` columns (held as 0/1 bytes) are FITS logicals ('L'), as
 /// desispec writes them: the bytes are stored as the FITS logical characters 'T'/'F' and the
 /// column's TFORM is set to L (a logical is one byte, so the row layout is unchanged).
-pub fn write_with_logicals(w: &mut FitsWriter, extname: &str, columns: &[Column]) -> Result<()> {
+pub fn write_with_logicals(w: &mut FitsWriter, extname: &str, table: &Table) -> Result<()> {
+    let columns = table.columns();
     let is_logical =
         |c: &Column| c.name.starts_with("IN_COADD_") && matches!(c.data, ColumnData::U8(_));
     let cols: Vec<Column> = columns
@@ -453,9 +318,13 @@ fn f32s(v: Vec<f64>) -> ColumnData {
 
 /// desispec `coadd_fibermap`: one row per target (first-appearance order) with COADD_* and
 /// MEAN_/RMS_/STD_ columns, and the per-exposure table (EXP_FIBERMAP) with IN_COADD_B/R/Z
-/// (written as 0/1 bytes). Returns `(fibermap, exp_fibermap)`.
-pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
-    let tid = fm.i64_col("TARGETID").unwrap_or_default();
+/// (written as 0/1 bytes). Returns `(fibermap, exp_fibermap)`; errs when `fm` has rows but no
+/// integer TARGETID column.
+pub fn coadd_fibermap(fm: &Table) -> std::result::Result<(Table, Table), String> {
+    let tid = fm.i64s("TARGETID").unwrap_or_default();
+    if tid.len() != fm.nrows() {
+        return Err("FIBERMAP has no TARGETID column".into());
+    }
     let n = tid.len();
     let mut order: Vec<i64> = Vec::new();
     let mut first = Vec::new();
@@ -470,12 +339,12 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
         .map(|t| (0..n).filter(|&i| tid[i] == *t).collect())
         .collect();
     let onetile = fm
-        .i64_col("TILEID")
+        .i64s("TILEID")
         .map(|v| v.iter().all(|&x| x == v[0]))
         .unwrap_or(false);
     let status = fm
-        .i64_col("FIBERSTATUS")
-        .or_else(|| fm.i64_col("COADD_FIBERSTATUS"))
+        .i64s("FIBERSTATUS")
+        .or_else(|| fm.i64s("COADD_FIBERSTATUS"))
         .unwrap_or_else(|| vec![0; n]);
     let in_band =
         |b: char| -> Vec<bool> { status.iter().map(|s| s & bad_fiberstatus(b) == 0).collect() };
@@ -532,7 +401,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
         "SCND_TARGET",
     ];
     let mut cols: Vec<Column> = Vec::new();
-    for c in base.columns {
+    for c in base.into_columns() {
         if removed.contains(&c.name.as_str()) {
             continue;
         }
@@ -554,7 +423,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
         } else if target_bits.contains(&c.name.as_str())
             || c.name.starts_with("SV") && c.name.ends_with("_TARGET")
         {
-            if let Some(all) = fm.i64_col(&c.name) {
+            if let Some(all) = fm.i64s(&c.name) {
                 let v: Vec<i64> = groups
                     .iter()
                     .map(|g| g.iter().fold(0, |a, &i| a | all[i]))
@@ -589,7 +458,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
         "COADD_NUMEXP",
         ColumnData::I16(good_rows.iter().map(|g| g.len() as i16).collect()),
     ));
-    if let Some(et) = fm.f64_col("EXPTIME") {
+    if let Some(et) = fm.f64s("EXPTIME") {
         cols.push(Column::new(
             "COADD_EXPTIME",
             f32s(
@@ -601,7 +470,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
         ));
     }
     for (name, col) in [("COADD_NUMNIGHT", "NIGHT"), ("COADD_NUMTILE", "TILEID")] {
-        if let Some(v) = fm.i64_col(col) {
+        if let Some(v) = fm.i64s(col) {
             cols.push(Column::new(
                 name,
                 ColumnData::I16(
@@ -622,7 +491,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
         rows.iter().map(|&i| v[i]).sum::<f64>() / rows.len().max(1) as f64
     };
     for k in &mean_cols {
-        if let Some(v) = fm.f64_col(k) {
+        if let Some(v) = fm.f64s(k) {
             cols.push(Column::new(
                 &format!("MEAN_{k}"),
                 f32s(use_rows.iter().map(|r| mean(&v, r)).collect()),
@@ -636,7 +505,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
             }
         }
     }
-    if let (Some(ra), Some(dec)) = (fm.f64_col("FIBER_RA"), fm.f64_col("FIBER_DEC")) {
+    if let (Some(ra), Some(dec)) = (fm.f64s("FIBER_RA"), fm.f64s("FIBER_DEC")) {
         let (mut mra, mut sra, mut mdec, mut sdec) = (vec![], vec![], vec![], vec![]);
         for (g, r) in groups.iter().zip(&use_rows) {
             let gc: Vec<usize> = g
@@ -679,7 +548,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
         cols.push(Column::new("MEAN_FIBER_DEC", ColumnData::F64(mdec)));
         cols.push(Column::new("STD_FIBER_DEC", f32s(sdec)));
     }
-    if let Some(mjd) = fm.f64_col("MJD") {
+    if let Some(mjd) = fm.f64s("MJD") {
         let pick = |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
             use_rows
                 .iter()
@@ -702,7 +571,7 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
     let mut exp_cols: Vec<Column> = PEREXP_COLS
         .iter()
         .chain(PEREXP_COLS_TAIL.iter())
-        .filter_map(|k| fm.columns.iter().find(|c| c.name == *k).cloned())
+        .filter_map(|k| fm.columns().iter().find(|c| c.name == *k).cloned())
         .collect();
     for (name, v) in [
         ("IN_COADD_B", &inb),
@@ -714,13 +583,14 @@ pub fn coadd_fibermap(fm: &Table) -> (Table, Table) {
             ColumnData::U8(v.iter().map(|&b| u8::from(b)).collect()),
         ));
     }
-    (Table { columns: cols }, Table { columns: exp_cols })
+    Ok((Table::new(cols)?, Table::new(exp_cols)?))
 }
 
 /// desispec `compute_coadd_tsnr_scores`: TARGETID plus every `TSNR2_<T>_<band>` summed over
-/// the target's spectra, and `TSNR2_<T>` summed over bands (float32).
-pub fn coadd_tsnr2(scores: &Table) -> Table {
-    let tid = scores.i64_col("TARGETID").unwrap_or_default();
+/// the target's spectra, and `TSNR2_<T>` summed over bands (float32). Every column has one
+/// row per distinct TARGETID, so the only error is an internal inconsistency.
+pub fn coadd_tsnr2(scores: &Table) -> std::result::Result<Table, String> {
+    let tid = scores.i64s("TARGETID").unwrap_or_default();
     let mut order: Vec<i64> = Vec::new();
     for t in &tid {
         if !order.contains(t) {
@@ -729,7 +599,7 @@ pub fn coadd_tsnr2(scores: &Table) -> Table {
     }
     let mut cols = vec![Column::new("TARGETID", ColumnData::I64(order.clone()))];
     let mut types: Vec<(String, Vec<f32>)> = Vec::new();
-    for c in &scores.columns {
+    for c in scores.columns() {
         let parts: Vec<&str> = c.name.split('_').collect();
         if !c.name.starts_with("TSNR2_") || parts.len() != 3 {
             continue;
@@ -737,7 +607,7 @@ pub fn coadd_tsnr2(scores: &Table) -> Table {
         if !["B", "R", "Z", "b", "r", "z"].contains(&parts[2]) {
             continue;
         }
-        let Some(v) = scores.f64_col(&c.name) else {
+        let Some(v) = scores.f64s(&c.name) else {
             continue;
         };
         let sums: Vec<f32> = order
@@ -757,5 +627,5 @@ pub fn coadd_tsnr2(scores: &Table) -> Table {
     for (t, tot) in types {
         cols.push(Column::new(&format!("TSNR2_{t}"), ColumnData::F32(tot)));
     }
-    Table { columns: cols }
+    Table::new(cols)
 }

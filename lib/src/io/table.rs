@@ -1,6 +1,8 @@
 //! A binary table held column by column, for tables that must pass through a stage with all
-//! their columns (FIBERMAP, SCORES, EXP_FIBERMAP): read every column with its type and unit,
-//! select rows, add columns, write back.
+//! their columns (FIBERMAP, SCORES, EXP_FIBERMAP, TSNR2, METADATA): read every column with its
+//! type and unit, select rows and columns, add columns, write back. The one table type of the
+//! crate: frames, fibermaps, spectra, coadds and redrock catalogs all hold their tables as
+//! [`Table`].
 
 use fitsio::hdu::HduInfo;
 use fitsio::tables::ColumnDataType;
@@ -32,7 +34,8 @@ impl Table {
     }
 
     /// Reads every column of table HDU `hdu`. Logical columns are read as 0/1 bytes; vector
-    /// columns of integers as float vectors.
+    /// columns of integers as float vectors; zero-width columns are skipped. Text values lose
+    /// their trailing blanks (insignificant in FITS), units their surrounding blanks.
     pub fn read(r: &mut FitsReader, hdu: &str) -> Result<Table> {
         let descs = match r.hdu(hdu)?.info {
             HduInfo::TableInfo {
@@ -53,7 +56,12 @@ impl Table {
             let repeat = d.data_type.repeat;
             use ColumnDataType as T;
             let data = match (d.data_type.typ, repeat) {
-                (T::String | T::Text, _) => ColumnData::Str(r.col::<String>(hdu, name)?),
+                (T::String | T::Text, _) => ColumnData::Str(
+                    r.col::<String>(hdu, name)?
+                        .into_iter()
+                        .map(|s| s.trim_end().to_string())
+                        .collect(),
+                ),
                 (T::Double, 1) => ColumnData::F64(r.col(hdu, name)?),
                 (T::Float, 1) => ColumnData::F32(r.col(hdu, name)?),
                 (T::LongLong, 1) => ColumnData::I64(r.col(hdu, name)?),
@@ -88,11 +96,14 @@ impl Table {
                     repeat,
                 },
             };
-            let unit = r.key_opt::<String>(hdu, &format!("TUNIT{}", i + 1))?;
+            let unit = r
+                .key_opt::<String>(hdu, &format!("TUNIT{}", i + 1))?
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty());
             columns.push(Column {
                 name: name.to_string(),
                 data,
-                unit: unit.filter(|u| !u.trim().is_empty()),
+                unit,
             });
         }
         Ok(Table { columns })
@@ -111,6 +122,11 @@ impl Table {
     /// The columns in order.
     pub fn columns(&self) -> &[Column] {
         &self.columns
+    }
+
+    /// The columns in order, by value.
+    pub fn into_columns(self) -> Vec<Column> {
+        self.columns
     }
 
     /// The column named `name` (case-insensitive).
@@ -180,6 +196,13 @@ impl Table {
         Ok(())
     }
 
+    /// A new table with the columns for which `keep` is true (same rows, same order).
+    pub fn filter_columns(&self, keep: impl Fn(&Column) -> bool) -> Table {
+        Table {
+            columns: self.columns.iter().filter(|c| keep(c)).cloned().collect(),
+        }
+    }
+
     /// A new table with rows `rows` (in that order; indices may repeat).
     pub fn select(&self, rows: &[usize]) -> Table {
         Table {
@@ -219,6 +242,14 @@ impl ColumnData {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether this is a scalar integer column (any width).
+    pub fn is_integer(&self) -> bool {
+        matches!(
+            self,
+            ColumnData::I64(_) | ColumnData::I32(_) | ColumnData::I16(_) | ColumnData::U8(_)
+        )
     }
 
     /// Rows `rows` of this column.

@@ -27,7 +27,7 @@ pub fn solve_spd(a: &[f64], b: &[f64]) -> Option<(Vec<f64>, Vec<f64>)> {
     if n == 0 {
         return Some((vec![], vec![]));
     }
-    let mut m = crate::banded::SymBand::zeros(n, n - 1);
+    let mut m = crate::banded::BandMatrix::zeros(n, n - 1);
     for i in 0..n {
         for j in 0..=i {
             m.set(i, j, a[i * n + j]);

@@ -9,7 +9,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use crate::banded::{BandCholesky, NotPositiveDefinite, SymBand};
+use crate::banded::{BandCholesky, BandMatrix, NotPositiveDefinite};
 use crate::resolution::Resolution;
 use crate::stats::{argmax, median};
 
@@ -22,7 +22,7 @@ pub struct LinearFit {
     pub good: Vec<bool>,
     /// Entries of the parameter covariance A⁻¹ within A's band (zero on unconstrained
     /// wavelengths, as numpy's `pinv` gives).
-    pub covariance: SymBand,
+    pub covariance: BandMatrix,
     /// Inverse variance of the sky fibers after rejection `[nsky, nwave]`.
     pub ivar: Array2<f64>,
     /// Total number of rejected pixels.
@@ -91,7 +91,7 @@ pub(crate) fn normal_equations(
     bands: &[ColumnBands],
     w: ArrayView2<f64>,
     y: ArrayView2<f64>,
-) -> (SymBand, Vec<f64>) {
+) -> (BandMatrix, Vec<f64>) {
     let n = bands.first().map(|b| b.nwave).unwrap_or(0);
     let nd = bands.first().map(|b| b.ndiag).unwrap_or(1);
     let h = nd / 2;
@@ -139,7 +139,7 @@ pub(crate) fn normal_equations(
         acols.push(c);
         b.push(bj);
     }
-    (SymBand::from_columns(n, p, acols), b)
+    (BandMatrix::from_columns(n, p, acols), b)
 }
 
 /// Most degenerate wavelengths [`regularised_cholesky`] drops before it gives up.
@@ -153,11 +153,11 @@ const MAX_DEGENERATE: usize = 64;
 /// dropped the same way and retried, which costs O(n·p²) per retry where desispec's dense
 /// `lstsq` fallback costs O(n³) (minutes at n = 2800). Returns the factor and the mask of the
 /// wavelengths kept, or the last failure after [`MAX_DEGENERATE`] drops.
-fn regularised_cholesky(a: &SymBand) -> Result<(BandCholesky, Vec<bool>), NotPositiveDefinite> {
+fn regularised_cholesky(a: &BandMatrix) -> Result<(BandCholesky, Vec<bool>), NotPositiveDefinite> {
     let mut good: Vec<bool> = a.diagonal().iter().map(|&d| d > 0.0).collect();
     let mut areg = a.clone();
-    let decouple = |m: &mut SymBand, j: usize| {
-        let (n, p) = (m.n(), m.p());
+    let decouple = |m: &mut BandMatrix, j: usize| {
+        let (n, p) = (m.n(), m.bw());
         for i in j.saturating_sub(p)..(j + p + 1).min(n) {
             m.set(i, j, 0.0);
         }
@@ -170,7 +170,7 @@ fn regularised_cholesky(a: &SymBand) -> Result<(BandCholesky, Vec<bool>), NotPos
     }
     let mut dropped = 0;
     loop {
-        match areg.cholesky() {
+        match areg.clone().cholesky() {
             Ok(c) => return Ok((c, good)),
             Err(e) if dropped < MAX_DEGENERATE && good[e.row] => {
                 log::info!("{e}; dropping that wavelength as unconstrained");
@@ -187,7 +187,7 @@ fn regularised_cholesky(a: &SymBand) -> Result<(BandCholesky, Vec<bool>), NotPos
 /// get 0), with desispec's least-squares fallback when that fails. Returns the solution, the
 /// constrained mask and the factor (when Cholesky succeeded).
 pub(crate) fn solve_constrained(
-    a: &SymBand,
+    a: &BandMatrix,
     b: &[f64],
 ) -> (Vec<f64>, Vec<bool>, Option<BandCholesky>) {
     match regularised_cholesky(a) {
@@ -214,7 +214,7 @@ pub(crate) fn solve_constrained(
 }
 
 /// Minimum-norm least squares on the constrained block (numpy `lstsq` fallback of desispec).
-fn dense_lstsq(a: &SymBand, b: &[f64], good: &[bool]) -> Vec<f64> {
+fn dense_lstsq(a: &BandMatrix, b: &[f64], good: &[bool]) -> Vec<f64> {
     use ndarray_linalg::LeastSquaresSvd;
     let idx: Vec<usize> = (0..a.n()).filter(|&j| good[j]).collect();
     let m = idx.len();
@@ -231,7 +231,7 @@ fn dense_lstsq(a: &SymBand, b: &[f64], good: &[bool]) -> Vec<f64> {
 
 /// Band of the pseudo-inverse of A (desispec: `cholesky_invert(A)`, else `pinv(A)`): the
 /// inverse of the constrained block, zero on unconstrained wavelengths.
-pub(crate) fn covariance_band(a: &SymBand) -> SymBand {
+pub(crate) fn covariance_band(a: &BandMatrix) -> BandMatrix {
     let (mut z, good) = match regularised_cholesky(a) {
         Ok((c, good)) => (c.selected_inverse(), good),
         Err(e) => {
@@ -248,11 +248,12 @@ pub(crate) fn covariance_band(a: &SymBand) -> SymBand {
     z
 }
 
-fn dense_pinv_band(a: &SymBand) -> SymBand {
+fn dense_pinv_band(a: &BandMatrix) -> BandMatrix {
     use ndarray_linalg::{Eigh, UPLO};
-    let (n, p) = (a.n(), a.p());
-    let mut z = SymBand::zeros(n, p);
-    let Ok((vals, vecs)) = a.to_dense().eigh(UPLO::Lower) else {
+    let (n, p) = (a.n(), a.bw());
+    let mut z = BandMatrix::zeros(n, p);
+    let dense = Array2::from_shape_fn((n, n), |(i, j)| a.get(i, j));
+    let Ok((vals, vecs)) = dense.eigh(UPLO::Lower) else {
         return z;
     };
     let vmax = vals.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -289,7 +290,7 @@ pub fn compute_sky_linear(
     let nsig2 = opts.nsig_clipping * opts.nsig_clipping;
     let mut nout_tot = 0;
     let mut bad_fibers = Vec::new();
-    let mut last_a = SymBand::zeros(nwave, 0);
+    let mut last_a = BandMatrix::zeros(nwave, 0);
     let mut param = vec![0.0; nwave];
     let mut good = vec![false; nwave];
     let mut iterations = 0;
@@ -392,7 +393,7 @@ mod tests {
     #[test]
     fn a_null_direction_with_positive_diagonal_is_dropped_not_densified() {
         let n = 12;
-        let mut a = SymBand::zeros(n, 2);
+        let mut a = BandMatrix::zeros(n, 2);
         for j in 0..n {
             a.set(j, j, 2.0);
             if j + 1 < n {
@@ -412,7 +413,7 @@ mod tests {
         }
         a.set(4, 4, 2.0);
         a.set(7, 7, 2.0);
-        assert!(a.cholesky().is_err());
+        assert!(a.clone().cholesky().is_err());
         let b: Vec<f64> = (0..n)
             .map(|j| if j == 6 { 3.0 } else { j as f64 + 1.0 })
             .collect();

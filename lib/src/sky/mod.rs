@@ -272,7 +272,7 @@ pub fn convolve_band(band: ndarray::ArrayView2<f64>, x: &[f64], out: &mut [f64])
 
 /// `diag(R C Rᵀ)` `[nwave]` for a resolution R and the band of a covariance C whose
 /// half-bandwidth covers R's full width (2h).
-pub fn convolved_variance(r: &Resolution, cov: &crate::banded::SymBand) -> Vec<f64> {
+pub fn convolved_variance(r: &Resolution, cov: &crate::banded::BandMatrix) -> Vec<f64> {
     let n = r.nwave();
     let h = r.ndiag() / 2;
     (0..n)
