@@ -113,6 +113,11 @@ impl Comm for MpiComm {
         }
     }
     fn gather_bytes(&self, root: usize, data: &[u8]) -> Option<Vec<Vec<u8>>> {
+        // An empty slice's pointer is dangling, 0x1 for bytes, which is OpenMPI's
+        // MPI_IN_PLACE: a rank with nothing to send would be an MPI_ERR_ARG in MPI_Gatherv.
+        // Zero-length views of a real buffer have real addresses.
+        let dummy = [0u8; 1];
+        let data = if data.is_empty() { &dummy[..0] } else { data };
         let root_proc = self.comm.process_at_rank(root as i32);
         let len = data.len() as Count;
         if self.comm.rank() as usize == root {
@@ -128,9 +133,10 @@ impl Comm for MpiComm {
                 })
                 .collect();
             let total: usize = counts.iter().map(|&c| c as usize).sum();
-            let mut all = vec![0u8; total];
+            // One spare byte so the receive buffer is never a dangling (MPI_IN_PLACE) pointer.
+            let mut all = vec![0u8; total + 1];
             {
-                let mut part = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+                let mut part = PartitionMut::new(&mut all[..total], &counts[..], &displs[..]);
                 root_proc.gather_varcount_into_root(data, &mut part);
             }
             Some(

@@ -47,16 +47,9 @@ pub fn run_if_mpi(load: &dyn Fn() -> anyhow::Result<Plan>) -> anyhow::Result<Opt
 }
 
 fn run_world(load: &dyn Fn() -> anyhow::Result<Plan>, w: &MpiComm) -> anyhow::Result<ExitCode> {
-    // Threads per rank for in-process stages: SPX_THREADS (default 1); the ranks already
-    // fill the cores. (spx::cli::init_threads would also pin OpenBLAS to one thread, but
-    // this binary does not link OpenBLAS unless a registered stage uses it.)
-    let threads = std::env::var("SPX_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
+    // OpenBLAS single-threaded (parallelism comes from ranks and rayon); each in-process
+    // task then runs in a rayon pool of its stage's `threads` (run_in_group).
+    spx::cli::init_threads(Some(1));
     let mut buf = Vec::new();
     let mut load_err = None;
     if w.rank() == 0 {
@@ -203,7 +196,14 @@ fn run_in_group(plan: &Plan, id: usize, attempt: u32, group: &MpiComm) -> (i32, 
     if code == 0 {
         match registry::in_process(&t.argv[0]) {
             Some(f) => {
-                match catch_unwind(AssertUnwindSafe(|| f(&t.argv, group))) {
+                // The stage's `threads` per rank, as the local executor gives a process.
+                let threads = plan.stages[t.stage].threads.max(1);
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+                let call = || match &pool {
+                    Ok(p) => p.install(|| f(&t.argv, group)),
+                    Err(e) => Err(anyhow::anyhow!("cannot start {threads} threads: {e}")),
+                };
+                match catch_unwind(AssertUnwindSafe(call)) {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         log::error!("{} (rank {} of its group): {e:#}", t.name, group.rank());

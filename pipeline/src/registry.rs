@@ -3,8 +3,15 @@
 //! stages (`builtin:NAME`, which the local, Make and Slurm executors run as
 //! `spx-pipeline builtin NAME …`).
 //!
-//! A stage binary registers here with one line in [`in_process`]:
-//! `"spx-extract" => Some(|a, c| stage::<spx::cli::extract::ExtractOpts>(a, c, spx::cli::extract::run))`.
+//! A stage binary registers here with one line in [`in_process`]: [`stage`] when its
+//! `run` distributes its work over the communicator's ranks (every rank of the group runs
+//! it), [`root_only`] when it ignores the communicator (the group's first rank runs it on
+//! its own; the others wait for the group's verdict), so a stage that does not split its
+//! work never has two ranks write the same file. A stage whose `run` learns to use the
+//! communicator moves from `root_only` to `stage`.
+//!
+//! Only bare program names match: `command: /opt/x/spx-extract` names a particular
+//! executable, which the runner starts as a process.
 
 use std::path::Path;
 
@@ -23,12 +30,41 @@ pub fn stage<O: clap::Parser>(
     run(&opts, comm)
 }
 
+/// Like [`stage`] for a `run` that ignores its communicator: rank 0 of the group runs it
+/// on a communicator of one; the other ranks do nothing (the runner's group vote after the
+/// task carries rank 0's error to them).
+pub fn root_only<O: clap::Parser>(
+    argv: &[String],
+    comm: &dyn Comm,
+    run: fn(&O, &dyn Comm) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if comm.is_root() {
+        stage(argv, &spx::SingleComm, run)
+    } else {
+        Ok(())
+    }
+}
+
 /// The in-process entry point of `program`, if it has one.
 pub fn in_process(program: &str) -> Option<StageFn> {
+    use spx::cli;
     match program {
         "builtin:concat" => Some(concat),
         "builtin:panic" => Some(panic_stage),
-        // spx stages register here as they land (see the module doc).
+        // Bundles over the group's ranks, gathered on its rank 0 (extract::ex2d_comm).
+        "spx-extract" => Some(|a, c| stage(a, c, cli::extract::run)),
+        "spx-fiberflat" => Some(|a, c| root_only(a, c, cli::fiberflat::run)),
+        "spx-fluxcal" => Some(|a, c| root_only(a, c, cli::fluxcal::run)),
+        "spx-group" => Some(|a, c| root_only(a, c, cli::group::run)),
+        "spx-inspect" => Some(|a, c| root_only(a, c, cli::inspect::run)),
+        "spx-preproc" => Some(|a, c| root_only(a, c, cli::preproc::run)),
+        "spx-psf" => Some(|a, c| root_only(a, c, cli::psf::run)),
+        "spx-redshift" => Some(|a, c| root_only(a, c, cli::redshift::run)),
+        "spx-sim" => Some(|a, c| root_only(a, c, cli::sim::run)),
+        "spx-sky" => Some(|a, c| root_only(a, c, cli::sky::run)),
+        "spx-stdstars" => Some(|a, c| root_only(a, c, cli::stdstars::run)),
+        "spx-summary" => Some(|a, c| root_only(a, c, cli::summary::run)),
+        "spx-templates" => Some(|a, c| root_only(a, c, cli::templates::run)),
         _ => None,
     }
 }
@@ -87,5 +123,34 @@ pub fn process_argv(argv: &[String]) -> Vec<String> {
             v
         }
         None => argv.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spx_program_runs_in_process() {
+        for cmd in spx::cli::commands() {
+            let name = cmd.get_name().to_string();
+            assert!(
+                in_process(&name).is_some(),
+                "{name} is not in registry::in_process"
+            );
+        }
+        assert!(in_process("/usr/bin/spx-extract").is_none());
+        assert!(in_process("spx-nonesuch").is_none());
+    }
+
+    #[test]
+    fn a_usage_error_is_an_error_not_an_exit() {
+        let f = in_process("spx-extract").unwrap();
+        let e = f(
+            &["spx-extract".into(), "--nonesuch".into()],
+            &spx::SingleComm,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--nonesuch"), "{e}");
     }
 }
