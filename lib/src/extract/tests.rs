@@ -382,100 +382,19 @@ fn full_decorrelation_runs_and_agrees_with_per_fiber_within_the_noise() {
 /// Issue 4's criterion against truth on spx-sim `desi` frames: one bundle (25 fibers) of a
 /// simulated r0 science exposure (sky, targets, Poisson and read noise, no cosmics), through
 /// preproc, extracted with the true PSF over 6000–7000 Å (1250 bins; the rest of the frame
-/// only adds run time). Pulls `(flux − R·truth)·√ivar` must have |mean| < 0.03,
-/// |σ − 1| < 0.03 and |χ²/dof − 1| < 0.03.
-///
-/// Two inputs are set as a perfect preproc would have them, since they are preproc's
-/// business and each biases the pulls on its own: the pixel variance is the model's
-/// (read noise² + the noiseless image + dark; the data's own `max(image, 0)`, desispec's
-/// default without `model_variance`, weights low fluctuations up and biases the pulls by
-/// ≈ −0.45σ with a σ of 1.08), and the dark current (0.275 e⁻/px in 900 s; no master dark
-/// here) is subtracted (it adds +0.16σ).
+/// only adds run time; the full frame is in scripts/bench-extract). Pulls
+/// `(flux − R·truth)·√ivar` must have |mean| < 0.03, |σ − 1| < 0.03 and |χ²/dof − 1| < 0.03
+/// (see [`simcheck`] for the two preproc inputs set as a perfect preproc would).
 #[test]
 fn pulls_against_spx_sim_desi_truth() {
-    use crate::preproc::{preprocess, CalibImages, PreprocOptions};
-    use crate::resolution::Resolution;
-    use crate::sim::exposure::{simulate, ExposureSpec, Flavor};
     let inst = crate::instrument::Instrument::preset("desi").unwrap();
-    let spec = ExposureSpec {
-        flavor: Flavor::Science,
-        night: 20260101,
-        expid: 5,
-        seed: 1,
-        exptime: 900.0,
-        tileid: 1000,
-        nspec: 25,
-        targets: Vec::new(),
-        cosmics: false,
-        noise: true,
-        truth_images: true,
-        sky_level: 1.0,
-        exact_lines: false,
-    };
-    let sim = simulate(&inst, &["r0".into()], &spec, &|_| None).unwrap();
-    let psf = &sim.psfs[0].1;
-    let t = &sim.truth.cameras[0];
-    let popts = PreprocOptions {
-        exptime: spec.exptime,
-        ..Default::default()
-    };
-    let (mut pre, _) = preprocess(
-        &sim.raw.cameras[0],
-        &sim.raw.primary,
-        &CalibImages::default(),
-        &popts,
-    )
-    .unwrap();
-    let dark = t.dark_electrons;
-    let noiseless = t.image.as_ref().unwrap();
-    let rn = pre.readnoise.clone().unwrap();
-    ndarray::Zip::from(&mut pre.ivar)
-        .and(&mut pre.image)
-        .and(noiseless)
-        .and(&rn)
-        .for_each(|iv, im, &m, &r| {
-            if *iv > 0.0 {
-                *iv = (1.0 / ((r as f64).powi(2) + (m as f64 + dark).max(0.0))) as f32;
-            }
-            *im -= dark as f32;
-        });
-
-    let (k0, k1) = (300, 1550);
-    let wave = t.wave.as_slice().unwrap()[k0..k1].to_vec();
-    let dw = wave[1] - wave[0];
-    let ex = ex2d(
-        psf,
-        pre.image.view(),
-        pre.ivar.view(),
-        &ExtractParams::new(0, spec.nspec, wave.clone(), 0.01),
-    )
-    .unwrap();
-    let mut pulls = Vec::new();
-    for f in 0..spec.nspec {
-        // truth per Angstrom on the extraction grid, before resolution
-        let truth: Vec<f64> = (k0..k1)
-            .map(|k| (t.phot[[f, k]] + t.skyphot[[f, k]]) as f64 / dw)
-            .collect();
-        let r = Resolution::from_band(ex.resolution.index_axis(ndarray::Axis(0), f).to_owned())
-            .unwrap();
-        let rt = r.apply(&truth).unwrap();
-        // the 10 bins at each end need truth beyond the grid (README extract/)
-        for (i, &rti) in rt.iter().enumerate().take(wave.len() - 10).skip(10) {
-            let iv = ex.ivar[[f, i]];
-            if iv > 0.0 {
-                pulls.push((ex.flux[[f, i]] - rti) * iv.sqrt());
-            }
-        }
-    }
-    let n = pulls.len() as f64;
-    let mean = pulls.iter().sum::<f64>() / n;
-    let chi2 = pulls.iter().map(|p| p * p).sum::<f64>() / n;
-    let sigma = (chi2 - mean * mean).sqrt();
+    let s = simcheck::sim_extract_pulls(&inst, "r0", 25, 300..1550, 1).unwrap();
+    let n = s.n as f64;
     // Statistical spread for n independent unit pulls: mean 1/√n, σ 1/√(2n), χ²/dof √(2/n).
     // n ≥ 2·(3.5/0.03)² makes the ±0.03 bounds at least 3.5 of those for all three.
     assert!(n >= 2.0 * (3.5f64 / 0.03).powi(2), "only {n} pulls");
-    eprintln!("pulls: n {n} mean {mean:.4} sigma {sigma:.4} chi2/dof {chi2:.4}");
-    assert!(mean.abs() < 0.03, "mean {mean}");
-    assert!((sigma - 1.0).abs() < 0.03, "sigma {sigma}");
-    assert!((chi2 - 1.0).abs() < 0.03, "chi2/dof {chi2}");
+    eprintln!("{s:?}");
+    assert!(s.mean.abs() < 0.03, "{s:?}");
+    assert!((s.sigma - 1.0).abs() < 0.03, "{s:?}");
+    assert!((s.chi2 - 1.0).abs() < 0.03, "{s:?}");
 }
