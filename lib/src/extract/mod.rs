@@ -7,6 +7,7 @@
 pub mod boxcar;
 pub mod geometry;
 pub mod patch;
+pub mod scores;
 pub mod simcheck;
 
 use ndarray::{Array2, Array3, ArrayView2};
