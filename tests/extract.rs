@@ -298,3 +298,43 @@ fn boxcar_mode_writes_a_frame_close_to_the_truth_on_average() {
         );
     }
 }
+
+/// The frame carries desispec's RAW SCORES (desispec.specscore with its extraction's
+/// arguments), desispec's read_frame opens it, and recomputing the scores in desispec from the
+/// frame it read gives ours. Tolerance: ours come from the f64 flux, desispec's from the f32
+/// FLUX/IVAR on disk (6e-8 relative per value; sums and medians stay within 1e-6).
+#[test]
+fn scores_are_desispecs_and_desispec_reads_the_frame() {
+    let Some(d) = data() else { return };
+    let Some(py) = spx::testsupport::python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("frame-r0-00000001.fits");
+    extract(&d, "noisy", 2, &out);
+    let script = r#"
+import sys, numpy as np
+import desispec.io
+from desispec.specscore import compute_frame_scores
+fr = desispec.io.read_frame(sys.argv[1])
+assert fr.scores is not None, "no SCORES"
+ref, _ = compute_frame_scores(fr, suffix="RAW", flux_per_angstrom=False)
+assert sorted(ref) == sorted(fr.scores.dtype.names), (sorted(ref), fr.scores.dtype.names)
+for k, v in ref.items():
+    got = np.asarray(fr.scores[k], dtype=float)
+    err = np.max(np.abs(got - v) / np.maximum(np.abs(v), 1e-30))
+    assert err < 1e-6, (k, err)
+    print(k, err)
+"#;
+    let res = std::process::Command::new(py)
+        .args(["-c", script, out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "desispec check failed:\n{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&res.stdout));
+}

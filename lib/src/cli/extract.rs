@@ -286,6 +286,9 @@ pub fn run(opts: &ExtractOpts, comm: &dyn Comm) -> anyhow::Result<()> {
     if let Some(hc) = opts.heliocor {
         header.set("HELIOCOR", HeaderValue::Float(hc));
     }
+    // desispec's extraction appends the RAW scores (flux_per_angstrom=False, as it does)
+    let scores =
+        extract::scores::frame_scores(&out_wave, ex.flux.view(), ex.ivar.view(), "RAW", false);
     let frame = Frame {
         wave: ndarray::Array1::from(out_wave),
         flux: ex.flux,
@@ -294,7 +297,7 @@ pub fn run(opts: &ExtractOpts, comm: &dyn Comm) -> anyhow::Result<()> {
         resolution: ex.resolution,
         fibermap,
         chi2pix: Some(ex.chi2pix),
-        scores: None,
+        scores,
         header,
     };
     let prov = Provenance::current("spx-extract", &[opts.input.as_path(), opts.psf.as_path()]);

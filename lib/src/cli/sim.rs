@@ -88,6 +88,12 @@ pub struct SimOpts {
     /// Sky brightness relative to the dark-sky model
     #[arg(long, default_value_t = 1.0)]
     pub sky_level: f64,
+    /// Project unresolved lines at their exact wavelengths and the smooth light as a fine comb,
+    /// as arcs always do (default: the truth bins as spots at the extraction grid wavelengths,
+    /// so the image is exactly true PSF × PHOT; lines between grid points then look a little
+    /// wider)
+    #[arg(long)]
+    pub exact_lines: bool,
     /// Noiseless readout (expectation values; for tests)
     #[arg(long)]
     pub no_noise: bool,
@@ -195,6 +201,7 @@ pub fn run(opts: &SimOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
         noise: !opts.no_noise,
         truth_images: !opts.no_truth_images,
         sky_level: opts.sky_level,
+        exact_lines: opts.exact_lines,
     };
     // output paths and input PSFs checked before simulating, so a mistake fails early and
     // leaves no output behind

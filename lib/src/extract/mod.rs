@@ -7,6 +7,8 @@
 pub mod boxcar;
 pub mod geometry;
 pub mod patch;
+pub mod scores;
+pub mod simcheck;
 
 use ndarray::{Array2, Array3, ArrayView2};
 use rayon::prelude::*;

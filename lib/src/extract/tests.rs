@@ -378,3 +378,23 @@ fn full_decorrelation_runs_and_agrees_with_per_fiber_within_the_noise() {
     assert!(mean > 0.0 && mean < 0.5, "{mean}");
     assert!(full.ivar.iter().all(|&v| v >= 0.0 && v.is_finite()));
 }
+
+/// Issue 4's criterion against truth on spx-sim `desi` frames: one bundle (25 fibers) of a
+/// simulated r0 science exposure (sky, targets, Poisson and read noise, no cosmics), through
+/// preproc, extracted with the true PSF over 6000–7000 Å (1250 bins; the rest of the frame
+/// only adds run time; the full frame is in scripts/bench-extract). Pulls
+/// `(flux − R·truth)·√ivar` must have |mean| < 0.03, |σ − 1| < 0.03 and |χ²/dof − 1| < 0.03
+/// (see [`simcheck`] for the two preproc inputs set as a perfect preproc would).
+#[test]
+fn pulls_against_spx_sim_desi_truth() {
+    let inst = crate::instrument::Instrument::preset("desi").unwrap();
+    let s = simcheck::sim_extract_pulls(&inst, "r0", 25, 300..1550, 1).unwrap();
+    let n = s.n as f64;
+    // Statistical spread for n independent unit pulls: mean 1/√n, σ 1/√(2n), χ²/dof √(2/n).
+    // n ≥ 2·(3.5/0.03)² makes the ±0.03 bounds at least 3.5 of those for all three.
+    assert!(n >= 2.0 * (3.5f64 / 0.03).powi(2), "only {n} pulls");
+    eprintln!("{s:?}");
+    assert!(s.mean.abs() < 0.03, "{s:?}");
+    assert!((s.sigma - 1.0).abs() < 0.03, "{s:?}");
+    assert!((s.chi2 - 1.0).abs() < 0.03, "{s:?}");
+}

@@ -13,7 +13,7 @@ use super::noise::{digitize, NoiseOptions};
 use super::project::project;
 use super::psfmodel::{nominal_psf, perturbed, Perturbation};
 use super::spectra::{
-    fiber_throughputs, grid_truth, projected, sample_grid, Conversion, FiberLight,
+    binned, extended_grid, fiber_throughputs, projected, sample_grid, Conversion, FiberLight,
 };
 use crate::instrument::Instrument;
 use crate::io::header::{Header, HeaderValue};
@@ -84,6 +84,10 @@ pub struct ExposureSpec {
     pub truth_images: bool,
     /// Sky brightness relative to dark sky.
     pub sky_level: f64,
+    /// Project the smooth light as a fine comb and unresolved lines at their exact
+    /// wavelengths (arcs always do). Otherwise the truth bins are projected as spots at the
+    /// extraction grid wavelengths, so the image is exactly true PSF × PHOT (sim::spectra).
+    pub exact_lines: bool,
 }
 
 /// Everything one exposure produces.
@@ -240,7 +244,8 @@ pub fn simulate(
                 }
             })
             .collect();
-        // projection samples: ≤ 1 px apart in y over the wavelengths that reach the CCD
+        // wavelengths that reach the CCD, with a margin of a spot height (the smallest
+        // dispersion, Å/px, sets both the margin and the fine comb's step)
         let (wlo, whi) = psf.wrange_any();
         let margin = 2.0 * (psf.hsizey as f64 + 1.0);
         let mut min_disp = f64::INFINITY;
@@ -252,14 +257,21 @@ pub fn simulate(
             }
         }
         let (a, b) = (wlo - margin * min_disp, whi + margin * min_disp);
-        let samples = sample_grid(a, b, min_disp);
         let t0 = std::time::Instant::now();
-        let light = projected(&lights, cam, conv, &samples, a, b);
+        // truth bins on the extraction grid extended over [a, b]; the truth file keeps the
+        // camera's own grid
+        let (ext, k0) = extended_grid(cam, a, b);
+        let bins = binned(&lights, cam, conv, &ext, cam.dwave);
+        let grid = bins.slice(k0, cam.wave_grid().len());
+        let light = if spec.exact_lines || spec.flavor == Flavor::Arc {
+            projected(&lights, cam, conv, &sample_grid(a, b, min_disp), a, b)
+        } else {
+            bins.to_projected()
+        };
+        drop(bins);
         let t1 = std::time::Instant::now();
         let proj = project(&psf, &light, inst.bundle_size);
         let t2 = std::time::Instant::now();
-        let grid = grid_truth(&lights, cam, conv);
-        let t3 = std::time::Instant::now();
 
         let (ny, nx) = (cam.ccd.ny, cam.ccd.nx);
         let cam_seed =
@@ -284,12 +296,11 @@ pub fn simulate(
             },
         );
         log::debug!(
-            "{cname}: spectra {:.2} s, projection {:.2} s ({} spots), truth {:.2} s, readout {:.2} s",
+            "{cname}: spectra and truth {:.2} s, projection {:.2} s ({} spots), readout {:.2} s",
             (t1 - t0).as_secs_f64(),
             (t2 - t1).as_secs_f64(),
             proj.spots,
-            (t3 - t2).as_secs_f64(),
-            t3.elapsed().as_secs_f64()
+            t2.elapsed().as_secs_f64()
         );
         let mut header = Header::default();
         header.set("DETECTOR", HeaderValue::Str("SIM".into()));
@@ -375,6 +386,7 @@ mod tests {
             noise: false,
             truth_images: true,
             sky_level: 1.0,
+            exact_lines: false,
         }
     }
 
@@ -411,6 +423,68 @@ mod tests {
                 "{flavor}: {sum_img} > {total}"
             );
             assert!(sum_img > 0.9 * total);
+        }
+    }
+
+    #[test]
+    fn image_is_the_truth_psf_file_times_the_truth_bins() {
+        // The extraction models an image as Σ spots at the grid wavelengths × flux per bin, so
+        // a science or flat image must be exactly (the --truth-psf file) × (PHOT + SKYPHOT)
+        // projected at the grid wavelengths. Compared on the rows that only grid light can
+        // reach (a spot height inside the grid's first and last rows, for every fiber); the
+        // light beyond the grid fills the others. Tolerance: the image and the truth are
+        // stored as f32 (6e-8 relative per spot); 1e-6 of the local value + 1e-6 e⁻ is far
+        // below the error of projecting sky lines at their exact wavelengths instead
+        // (tens of % on the line pixels), which this test was written to catch.
+        let inst = Instrument::preset("mini").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (flavor, cam) in [
+            (Flavor::Science, "r0"),
+            (Flavor::Science, "z0"),
+            (Flavor::Flat, "b0"),
+        ] {
+            let sim = simulate(&inst, &[cam.into()], &spec(flavor), &|_| None).unwrap();
+            let path = dir.path().join(format!("psf-{cam}.fits"));
+            let prov = crate::io::fits::Provenance::current("test", &[]);
+            crate::io::psf::write(&path, &sim.psfs[0].1, &prov).unwrap();
+            let psf = crate::io::psf::read(&path).unwrap();
+            let t = &sim.truth.cameras[0];
+            let img = t.image.as_ref().unwrap();
+            let light = crate::sim::spectra::Projected {
+                waves: t.wave.to_vec(),
+                nsample: t.wave.len(),
+                electrons: (&t.phot + &t.skyphot).mapv(f64::from),
+            };
+            let model = project(&psf, &light, inst.bundle_size).image;
+            let (w0, w1) = (t.wave[0], t.wave[t.wave.len() - 1]);
+            let pad = psf.hsizey as f64 + 2.0;
+            let nf = spec(flavor).nspec;
+            // rows every fiber's grid covers, whichever way y runs with wavelength
+            let lo = (0..nf)
+                .map(|f| psf.y(f, w0).min(psf.y(f, w1)))
+                .fold(f64::MIN, f64::max);
+            let hi = (0..nf)
+                .map(|f| psf.y(f, w0).max(psf.y(f, w1)))
+                .fold(f64::MAX, f64::min);
+            let (r0, r1) = (
+                (lo + pad).ceil().max(0.0) as usize,
+                (hi - pad).floor().max(0.0) as usize,
+            );
+            assert!(r1 > r0 + 50, "{flavor} {cam}: too few rows {r0}..{r1}");
+            let mut worst = 0.0f64;
+            let mut signal = 0.0;
+            for y in r0..r1 {
+                for x in 0..img.ncols() {
+                    let (a, b) = (img[[y, x]] as f64, model[[y, x]]);
+                    signal += a;
+                    worst = worst.max((a - b).abs() / (1e-6 * a.abs() + 1e-6));
+                }
+            }
+            assert!(signal > 1e4, "{flavor} {cam}: no light on rows {r0}..{r1}");
+            assert!(
+                worst <= 1.0,
+                "{flavor} {cam}: image − PSF×truth up to {worst:.3e} of tolerance"
+            );
         }
     }
 

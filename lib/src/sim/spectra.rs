@@ -1,8 +1,16 @@
-//! The light of every fiber of one camera, in electrons: sampled finely for the projection
-//! (a comb of spots ≤ 1 pixel apart represents a smooth spectrum to far better than 1e-6,
-//! since the spot is ~1 px wide and pixel-integrated), and integrated over the extraction grid
-//! bins for the truth file. Both come from the same densities, so they agree to the midpoint
-//! rule's accuracy.
+//! The light of every fiber of one camera, in electrons, in two forms:
+//!
+//! - [`binned`]: integrated over bins of the extraction grid (extended beyond the camera's
+//!   range with the same step and phase), unresolved lines shared between their two
+//!   neighbouring grid points. This is the truth file's PHOT/SKYPHOT, and what science and flat
+//!   exposures project (one spot per grid wavelength), so their image is exactly the true PSF ×
+//!   the truth: extraction tests against truth then measure the extraction, not the
+//!   discretisation of the spectrum on the 0.8 Å grid (an unresolved line between two grid
+//!   points is not representable by spots at grid wavelengths; extracted against binned truth
+//!   it leaves pulls of several σ).
+//! - [`projected`]: a comb of spots ≤ 1 pixel apart for the smooth light plus every line at its
+//!   exact wavelength. Arcs use it, since a PSF fit needs the lines' true positions and
+//!   shapes (a line shared between grid points 1.6 px apart looks up to 0.8 px² wider).
 //!
 //! Conversion (module doc of [`crate::sim`]): electrons/Å = f_λ[1e-17 erg/s/cm²/Å] · 1e-17 ·
 //! A · t · λ/(hc) · T_cam(λ) · T_fiber for sky and targets, and L[photons/s/Å] · t · T_cam(λ) ·
@@ -201,11 +209,33 @@ pub fn projected(
     }
 }
 
-/// Truth on the extraction grid of `cam` (bins of width dwave centred on the grid points).
-pub fn grid_truth(lights: &[FiberLight], cam: &Camera, conv: Conversion) -> GridTruth {
-    let wave = cam.wave_grid();
-    let nw = wave.len();
+/// The extraction grid of `cam` (wave_min + k·dwave) extended with the same step and phase to
+/// cover `[wmin, wmax]`: returns the grid and the index of `cam`'s first grid point in it, so
+/// `grid[k0 .. k0 + cam.wave_grid().len()]` equals `cam.wave_grid()` bit for bit.
+pub fn extended_grid(cam: &Camera, wmin: f64, wmax: f64) -> (Vec<f64>, usize) {
     let dw = cam.dwave;
+    let n_cam = cam.wave_grid().len() as i64;
+    let klo = ((wmin - cam.wave_min) / dw).floor().min(0.0) as i64;
+    let khi = (((wmax - cam.wave_min) / dw).ceil() as i64).max(n_cam - 1);
+    let grid = (klo..=khi).map(|k| cam.wave_min + k as f64 * dw).collect();
+    (grid, (-klo) as usize)
+}
+
+/// Light of every fiber binned on the uniform grid `wave` (step `dw`, bins of width dw centred
+/// on the grid points), before resolution. The smooth density is integrated over each bin;
+/// an unresolved line between grid points `w_k` and `w_k+1` is shared between them with the
+/// linear-interpolation weights `1 − u` and `u` (u = (λ − w_k)/dw), which keeps its electrons
+/// and its centroid. This is the representation the extraction solves for (a flux per grid
+/// wavelength), so projecting these bins as spots at the grid wavelengths gives an image that is
+/// exactly PSF × truth.
+pub fn binned(
+    lights: &[FiberLight],
+    cam: &Camera,
+    conv: Conversion,
+    wave: &[f64],
+    dw: f64,
+) -> GridTruth {
+    let nw = wave.len();
     let rows: Vec<[Vec<f64>; 5]> = lights
         .par_iter()
         .map(|l| {
@@ -215,6 +245,9 @@ pub fn grid_truth(lights: &[FiberLight], cam: &Camera, conv: Conversion) -> Grid
                 conv,
             };
             let mut out: [Vec<f64>; 5] = std::array::from_fn(|_| vec![0.0; nw]);
+            if nw == 0 {
+                return out;
+            }
             for (i, &w) in wave.iter().enumerate() {
                 let mut acc = [0.0; 5];
                 for s in 0..TRUTH_SUBSAMPLES {
@@ -231,13 +264,20 @@ pub fn grid_truth(lights: &[FiberLight], cam: &Camera, conv: Conversion) -> Grid
                 out[3][i] = acc[3];
                 out[4][i] = acc[4];
             }
-            let (lo, hi) = (wave[0] - 0.5 * dw, wave[nw - 1] + 0.5 * dw);
+            let (lo, hi) = (wave[0], wave[nw - 1]);
             for (w, q) in d.lines(lo, hi) {
-                let i = (((w - lo) / dw).floor() as usize).min(nw - 1);
-                out[0][i] += q[0];
-                out[1][i] += q[1];
-                out[2][i] += q[2] / dw;
-                out[3][i] += q[3] / dw;
+                let u = ((w - lo) / dw).clamp(0.0, (nw - 1) as f64);
+                let k = (u.floor() as usize).min(nw.saturating_sub(2));
+                let frac = u - k as f64;
+                for (i, wt) in [(k, 1.0 - frac), (k + 1, frac)] {
+                    if i >= nw || wt == 0.0 {
+                        continue;
+                    }
+                    out[0][i] += wt * q[0];
+                    out[1][i] += wt * q[1];
+                    out[2][i] += wt * q[2] / dw;
+                    out[3][i] += wt * q[3] / dw;
+                }
             }
             out
         })
@@ -250,12 +290,43 @@ pub fn grid_truth(lights: &[FiberLight], cam: &Camera, conv: Conversion) -> Grid
     }
     let [phot, skyphot, flux, skyflux, calib] = t;
     GridTruth {
-        wave,
+        wave: wave.to_vec(),
         phot,
         skyphot,
         flux,
         skyflux,
         calib,
+    }
+}
+
+/// Truth on the extraction grid of `cam` (bins of width dwave centred on the grid points);
+/// see [`binned`] for the treatment of unresolved lines.
+pub fn grid_truth(lights: &[FiberLight], cam: &Camera, conv: Conversion) -> GridTruth {
+    binned(lights, cam, conv, &cam.wave_grid(), cam.dwave)
+}
+
+impl GridTruth {
+    /// Grid points `k0 .. k0 + n`.
+    pub fn slice(&self, k0: usize, n: usize) -> GridTruth {
+        let s = |a: &Array2<f64>| a.slice(ndarray::s![.., k0..k0 + n]).to_owned();
+        GridTruth {
+            wave: self.wave[k0..k0 + n].to_vec(),
+            phot: s(&self.phot),
+            skyphot: s(&self.skyphot),
+            flux: s(&self.flux),
+            skyflux: s(&self.skyflux),
+            calib: s(&self.calib),
+        }
+    }
+
+    /// The bins as spots at the grid wavelengths (object + sky/lamp electrons), ready to
+    /// project.
+    pub fn to_projected(&self) -> Projected {
+        Projected {
+            waves: self.wave.clone(),
+            nsample: self.wave.len(),
+            electrons: &self.phot + &self.skyphot,
+        }
     }
 }
 
