@@ -243,17 +243,36 @@ fn check_fiberflat(d: &Path) {
 }
 
 /// Standard stars: the four pinned standards survive the cuts, and their Teff is within
-/// 150 K of the truth (the issue's requirement; measured ≤ 142 K, fiber 2, whose fitted logg
-/// sits at the grid edge 4.5 against a true 4.23).
+/// 150 K of the truth (the issue's requirement). Measured |ΔTeff| ≤ 77 K (+74, −77, −30,
+/// +59 K; 142 K before the built-in grid was refined and the interpolation iterated). Of
+/// that, the grid interpolation is ≤ 18 K (noise-free fits between nodes, `stdstars::fit`
+/// tests) and the photon noise ≈ 21 K rms (Monte-Carlo at 40 per pixel, `teff_scatter_at_snr`);
+/// the rest follows the log g misfits (Teff–log g degeneracy of the Balmer wings) and the
+/// extraction/simulator mismatch described above.
 fn check_stdstars(d: &Path) -> Vec<i32> {
     let m = StdStarModels::read(path(d, "stdstars.fits")).unwrap();
     assert_eq!(m.fibers, vec![2, 7, 13, 17]);
     let truth = truth_table(&path(d, &format!("truth-{SCIENCE}.fits")));
-    let tteff = truth.f64s("TEFF").unwrap();
-    let teff = m.metadata.f64s("TEFF").unwrap();
+    let (tteff, tlogg, tfeh) = (
+        truth.f64s("TEFF").unwrap(),
+        truth.f64s("LOGG").unwrap(),
+        truth.f64s("FEH").unwrap(),
+    );
+    let col = |k: &str| m.metadata.f64s(k).unwrap();
+    let (teff, logg, feh, snr) = (col("TEFF"), col("LOGG"), col("FEH"), col("BLUE_SNR"));
     for (k, &f) in m.fibers.iter().enumerate() {
-        let t = tteff[f as usize];
-        eprintln!("standard fiber {f}: Teff {:.0} K, truth {t:.0} K", teff[k]);
+        let (t, i) = (tteff[f as usize], f as usize);
+        eprintln!(
+            "standard fiber {f}: Teff {:.0} K, truth {t:.0} K (Δ {:+.0} K); log g {:.2} ({:.2}), \
+             [Fe/H] {:.2} ({:.2}), blue S/N {:.1} per √Å",
+            teff[k],
+            teff[k] - t,
+            logg[k],
+            tlogg[i],
+            feh[k],
+            tfeh[i],
+            snr[k]
+        );
         assert!(
             (teff[k] - t).abs() <= 150.0,
             "fiber {f}: {} vs {t}",

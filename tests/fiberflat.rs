@@ -347,9 +347,9 @@ fn same_flat_for_one_and_two_threads_and_dead_input_flows_through() {
 
 /// Masked wavelength ranges (ivar 0, garbage flux, a mask bit): one in fiber 2 and one across
 /// every fiber. They come out with ivar 0 and BADFIBERFLAT, nothing is NaN, and away from the
-/// ranges the flat is the one of the same frame without them. (The deconvolved lamp spectrum
-/// MEANSPEC has no data where every fiber is masked and takes unconstrained values there,
-/// ±1e6 here; the flat has ivar 0 there, so only finiteness is asked.)
+/// ranges the flat is the one of the same frame without them. The deconvolved lamp spectrum
+/// MEANSPEC is 0 where no fiber measured it (desispec's value for unconstrained wavelengths;
+/// the solve alone gives ±1e6 there, pinned only by the resolution wings).
 #[test]
 fn masked_wavelength_ranges_flow_through() {
     let dir = tempfile::tempdir().unwrap();
@@ -391,16 +391,21 @@ fn masked_wavelength_ranges_flow_through() {
         .iter()
         .chain(ff.ivar.iter())
         .all(|v| v.is_finite()));
-    // the lamp spectrum is finite everywhere, positive where any fiber saw it
-    assert!(ff
-        .meanspec
+    // the lamp spectrum is 0 where no fiber saw it, positive elsewhere (the pixels just next
+    // to the range are measured but weakly constrained by the deconvolution: measured 87% off
+    // the clean frame's value, printed below, so no tighter bound is asked there)
+    for (i, &v) in ff.meanspec.iter().enumerate() {
+        if all.contains(&i) {
+            assert_eq!(v, 0.0, "MEANSPEC[{i}] in the range masked in every fiber");
+        } else {
+            assert!(v.is_finite() && v > 0.0, "MEANSPEC[{i}] = {v}");
+        }
+    }
+    let edge = [all.start - 1, all.end]
         .iter()
-        .enumerate()
-        .all(|(i, v)| v.is_finite() && (all.contains(&i) || *v > 0.0)));
-    eprintln!(
-        "lamp spectrum in the range masked in every fiber: {:?}",
-        &ff.meanspec.as_slice().unwrap()[all.start..all.start + 3]
-    );
+        .map(|&i| (ff.meanspec[i] / clean.meanspec[i] - 1.0).abs())
+        .fold(0.0, f64::max);
+    eprintln!("MEANSPEC next to the all-masked range: max |spoiled/clean − 1| = {edge:.2e}");
     for i in one.clone() {
         assert_eq!(ff.ivar[[2, i]], 0.0);
         assert!(ff.mask[[2, i]] & specmask::BADFIBERFLAT != 0);

@@ -525,7 +525,8 @@ print(json.dumps(dict(
 }
 
 /// Standards present but none surviving the cuts (here the blue S/N cut, set above any star):
-/// a clear error naming the cut, and no stdstars file (nor a temporary one) left behind.
+/// a clear error (exit 1) naming the exposure and the cut, and no stdstars file (nor a
+/// temporary one) left behind.
 #[test]
 fn no_standard_star_surviving_the_cuts_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -546,6 +547,13 @@ fn no_standard_star_surviving_the_cuts_is_a_clear_error() {
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("no standard star survives the cuts"), "{err}");
     assert!(err.contains("blue S/N above"), "{err}");
+    // the error names the exposure (what a pipeline journal records for the failed step)
+    assert!(
+        err.contains("night 20260101 expid 1 cameras b0,r0,z0"),
+        "{err}"
+    );
+    assert!(err.contains("nothing written"), "{err}");
+    assert_eq!(a.get_output().status.code(), Some(1));
     let names: Vec<String> = std::fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

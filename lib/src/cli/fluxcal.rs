@@ -110,8 +110,16 @@ pub fn run(opts: &FluxCalOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
                 nsig_clipping: opts.nsig_clipping,
                 ..Default::default()
             };
-            compute_calibration(&frame, &models, &fopts)
-                .with_context(|| format!("{} with {}", opts.infile.display(), stdpath.display()))?
+            compute_calibration(&frame, &models, &fopts).with_context(|| {
+                format!(
+                    "night {} expid {} camera {} ({} with {}; nothing written)",
+                    frame.header.get_i64("NIGHT").unwrap_or(0),
+                    frame.expid().unwrap_or(0),
+                    frame.camera().unwrap_or_default(),
+                    opts.infile.display(),
+                    stdpath.display()
+                )
+            })?
         }
         None => FluxCalib::read(opts.calib.as_deref().unwrap_or(Path::new("")))?,
     };

@@ -38,7 +38,8 @@ pub struct StdStarsOpts {
     #[arg(short, long, value_name = "STDSTARS")]
     pub outfile: PathBuf,
     /// External model grid in desispec's stdstar-templates layout (default: the built-in grid
-    /// from spx's star model, Teff 5000–7500 K / 100 K, log g 3.5–4.5, [Fe/H] −2–0)
+    /// from spx's star model, Teff 5000–7500 K / 250 K, log g 3.5–4.75 / 0.25, [Fe/H]
+    /// −2–0.4 / 0.2)
     #[arg(long, value_name = "FILE")]
     #[serde(default)]
     pub starmodels: Option<PathBuf>,
@@ -142,8 +143,13 @@ pub fn run(opts: &StdStarsOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let res = fit_stdstars(&inputs, &grid, &sel, &fopts)
-        .with_context(|| format!("{} (nothing written)", names.join(", ")))?;
+    let res = fit_stdstars(&inputs, &grid, &sel, &fopts).with_context(|| {
+        format!(
+            "{} ({}; nothing written)",
+            exposure_label(&inputs, &in_night),
+            names.join(", ")
+        )
+    })?;
     let fits = &res.fits;
     let f64c = |name: &str, v: Vec<f64>| Column::new(name, ColumnData::F64(v));
     let get = |g: &dyn Fn(&crate::stdstars::StarFit) -> f64| fits.iter().map(g).collect::<Vec<_>>();
@@ -220,4 +226,29 @@ pub fn run(opts: &StdStarsOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     }
     log::info!("wrote {} ({} stars)", opts.outfile.display(), fits.len());
     Ok(())
+}
+
+/// "night 20261127 expid 2 cameras b0,r0,z0" (one entry per distinct exposure): names the
+/// exposures in an error, so that a pipeline journal or log line says which one failed.
+fn exposure_label(inputs: &[Prepared], nights: &[i64]) -> String {
+    let mut exps: Vec<(i64, i64)> = inputs
+        .iter()
+        .zip(nights)
+        .map(|(p, &n)| (n, p.expid))
+        .collect();
+    exps.sort();
+    exps.dedup();
+    exps.iter()
+        .map(|&(n, e)| {
+            let mut cams: Vec<&str> = inputs
+                .iter()
+                .zip(nights)
+                .filter(|(p, &pn)| p.expid == e && pn == n)
+                .map(|(p, _)| p.camera.as_str())
+                .collect();
+            cams.sort();
+            format!("night {n} expid {e} cameras {}", cams.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

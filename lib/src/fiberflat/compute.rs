@@ -313,6 +313,18 @@ pub fn compute_fiberflat(frame: &Frame, opts: &FiberFlatOptions) -> FiberFlat {
         previous_max_diff = max_diff;
     }
 
+    // The lamp spectrum where no fiber measured its wavelength is set by the resolution wings
+    // of the neighbouring pixels alone (ill-conditioned: ±1e6 across a range masked in every
+    // fiber); store desispec's value for unconstrained wavelengths, 0, there. The solution
+    // itself stays as solved for the flat below (it reproduces the measured pixels).
+    let meanspec = Array1::from_shape_fn(nwave, |i| {
+        if (0..nfib).any(|f| ivar[[f, i]] > 0.0 && smooth_ff[[f, i]] != 0.0) {
+            deconv[i]
+        } else {
+            0.0
+        }
+    });
+
     // 3rd pass: unsmoothed flat at each fiber's resolution, single-worst-pixel rejection
     let ivar = frame_ivar;
     let per_fiber: Vec<(Vec<f64>, Vec<f64>, Vec<u32>)> = (0..nfib)
@@ -447,7 +459,7 @@ pub fn compute_fiberflat(frame: &Frame, opts: &FiberFlatOptions) -> FiberFlat {
         fiberflat,
         ivar: ffivar,
         mask,
-        meanspec: Array1::from(deconv),
+        meanspec,
         chi2pdf: Some(chi2pdf),
         fibermap: Some(frame.fibermap.clone()),
         header: frame.header.clone(),

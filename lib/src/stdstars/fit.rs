@@ -5,11 +5,21 @@
 // Numerical kernels index several parallel arrays by pixel: index loops read clearer here.
 #![allow(clippy::needless_range_loop)]
 
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
 use crate::resolution::Resolution;
 use crate::speclib::photometry::Band;
 use crate::stats::interp;
 
 use super::grid::{dust_transmission, StarGrid, Tabulated};
+
+/// Step halvings of the parameter refinement (the last step is 1/8 of the grid spacing,
+/// and the parabola interpolates within it).
+const REFINE_LEVELS: usize = 4;
+/// Coordinate passes per step size, at most (a pass that improves nothing ends the level).
+const REFINE_PASSES: usize = 6;
 
 /// One spectrum segment (one camera of one exposure) of a star, flat-fielded and
 /// sky-subtracted.
@@ -120,6 +130,25 @@ fn legendre(x: f64, out: &mut [f64]) {
     }
 }
 
+/// One rest-frame model (`tmpl` on `gwave`) redshifted by `z` and convolved with each
+/// segment's resolution, on the segments' pixels: [nseg][nwave of the segment].
+pub fn observed_model(gwave: &[f64], tmpl: &[f64], z: f64, segs: &[Segment]) -> Vec<Vec<f64>> {
+    segs.iter()
+        .map(|s| {
+            let m0: Vec<f64> = s
+                .wave
+                .iter()
+                .map(|&w| interp(w / (1.0 + z), gwave, tmpl))
+                .collect();
+            let mut m = vec![0.0; m0.len()];
+            if s.res.apply_into(&m0, &mut m).is_err() {
+                m = m0;
+            }
+            m
+        })
+        .collect()
+}
+
 /// χ² of one model (rest-frame `tmpl` on `gwave`) at redshift `z` against all segments,
 /// each with its own best polynomial; returns (χ², number of pixels used).
 pub fn chi2_model(
@@ -129,20 +158,18 @@ pub fn chi2_model(
     segs: &[Segment],
     npoly: usize,
 ) -> (f64, usize) {
+    chi2_observed(&observed_model(gwave, tmpl, z, segs), segs, npoly)
+}
+
+/// χ² of a model already on the segments' pixels ([`observed_model`]) against all segments,
+/// each segment multiplied by its own best Legendre polynomial of degree `npoly`; returns
+/// (χ², number of pixels used).
+pub fn chi2_observed(model: &[Vec<f64>], segs: &[Segment], npoly: usize) -> (f64, usize) {
     let np = npoly + 1;
     let (mut chi2, mut ndata) = (0.0, 0usize);
     let mut basis = vec![0.0; np];
-    for s in segs {
+    for (s, m) in segs.iter().zip(model) {
         let n = s.wave.len();
-        let m0: Vec<f64> = s
-            .wave
-            .iter()
-            .map(|&w| interp(w / (1.0 + z), gwave, tmpl))
-            .collect();
-        let mut m = vec![0.0; n];
-        if s.res.apply_into(&m0, &mut m).is_err() {
-            m = m0;
-        }
         let (w0, w1) = (s.wave[0], s.wave[n - 1]);
         let mut a = vec![0.0; np * np];
         let mut b = vec![0.0; np];
@@ -290,13 +317,16 @@ pub fn fit_star(grid: &StarGrid, segs: &[Segment], phot: Photometry, opts: &FitO
         );
         cand = (0..nm).collect();
     }
+    // every candidate redshifted and convolved once; the refinement below combines these
+    // cached node models (a trilinear combination commutes with redshift and convolution)
+    let mut nodes: HashMap<usize, Vec<Vec<f64>>> = cand
+        .par_iter()
+        .map(|&i| (i, observed_model(&grid.wave, &row(i), z, segs)))
+        .collect();
     let chi: Vec<(f64, usize)> = (0..nm)
-        .map(|i| {
-            if cand.contains(&i) {
-                chi2_model(&grid.wave, &row(i), z, segs, opts.npoly)
-            } else {
-                (f64::INFINITY, 0)
-            }
+        .map(|i| match nodes.get(&i) {
+            Some(m) => chi2_observed(m, segs, opts.npoly),
+            None => (f64::INFINITY, 0),
         })
         .collect();
     let best = cand
@@ -304,42 +334,72 @@ pub fn fit_star(grid: &StarGrid, segs: &[Segment], phot: Photometry, opts: &FitO
         .copied()
         .min_by(|&a, &b| chi[a].0.total_cmp(&chi[b].0))
         .unwrap_or(0);
-    // continuous refinement: trilinear interpolation between grid nodes, coordinate-wise
-    // parabolic steps in Teff, log g, [Fe/H] (two passes, the second with half steps)
+    // continuous refinement (desispec's interpolation, reference §4.1 step 8e): trilinear
+    // interpolation between grid nodes, minimised by coordinate-wise parabolic steps in
+    // Teff, log g, [Fe/H], repeated until no step improves χ², then with halved steps
     let axes = Axes::new(grid);
     let mut x = [grid.teff[best], grid.logg[best], grid.feh[best]];
-    let eval = |x: &[f64; 3]| -> f64 {
-        let (_, t) = axes.interpolate(grid, x);
-        chi2_model(&grid.wave, &t, z, segs, opts.npoly).0
-    };
-    let mut cbest = chi[best].0;
-    for pass in 0..2 {
-        for a in 0..3 {
-            let h = axes.step[a] / (1 << pass) as f64;
-            if h <= 0.0 {
-                continue;
-            }
-            let mut lo = x;
-            lo[a] = (x[a] - h).max(axes.min[a]);
-            let mut hi = x;
-            hi[a] = (x[a] + h).min(axes.max[a]);
-            if lo[a] == x[a] || hi[a] == x[a] {
-                continue;
-            }
-            let (cl, ch) = (eval(&lo), eval(&hi));
-            let v = parabola_vertex(cl, cbest, ch);
-            let mut t = x;
-            t[a] = x[a] + v * h;
-            let ct = eval(&t);
-            for (p, c) in [(t, ct), (lo, cl), (hi, ch)] {
-                if c < cbest {
-                    cbest = c;
-                    x = p;
-                }
+    let mut eval = |x: &[f64; 3]| -> f64 {
+        let coeff = axes.weights(x);
+        let mut m: Vec<Vec<f64>> = segs.iter().map(|s| vec![0.0; s.wave.len()]).collect();
+        for &(i, c) in &coeff {
+            let node = nodes
+                .entry(i)
+                .or_insert_with(|| observed_model(&grid.wave, &row(i), z, segs));
+            for (ms, ns) in m.iter_mut().zip(node.iter()) {
+                ms.iter_mut().zip(ns).for_each(|(a, &b)| *a += c * b);
             }
         }
+        chi2_observed(&m, segs, opts.npoly).0
+    };
+    let mut cbest = chi[best].0;
+    let mut h = axes.step;
+    for _level in 0..REFINE_LEVELS {
+        for _pass in 0..REFINE_PASSES {
+            let mut moved = false;
+            for a in 0..3 {
+                if h[a] <= 0.0 {
+                    continue;
+                }
+                let mut lo = x;
+                lo[a] = (x[a] - h[a]).max(axes.min[a]);
+                let mut hi = x;
+                hi[a] = (x[a] + h[a]).min(axes.max[a]);
+                let cl = if lo[a] < x[a] {
+                    eval(&lo)
+                } else {
+                    f64::INFINITY
+                };
+                let ch = if hi[a] > x[a] {
+                    eval(&hi)
+                } else {
+                    f64::INFINITY
+                };
+                let mut tries = vec![(lo, cl), (hi, ch)];
+                if cl.is_finite() && ch.is_finite() {
+                    // equal spacing unless one side was clipped at the grid edge
+                    let v = parabola_vertex(cl, cbest, ch);
+                    let mut t = x;
+                    t[a] = (x[a] + v * h[a]).clamp(axes.min[a], axes.max[a]);
+                    if t[a] != x[a] {
+                        tries.push((t, eval(&t)));
+                    }
+                }
+                for (p, c) in tries {
+                    if c < cbest {
+                        cbest = c;
+                        x = p;
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        h.iter_mut().for_each(|v| *v *= 0.5);
     }
-    let (coeff, _) = axes.interpolate(grid, &x);
+    let coeff = axes.coefficients(grid, &x);
     let teff = x[0];
     let rest: Vec<f64> = (0..grid.wave.len())
         .map(|j| {
@@ -429,9 +489,9 @@ impl Axes {
         }
     }
 
-    /// Trilinear weights on the grid templates at `x` (Teff, log g, [Fe/H]) and the
-    /// interpolated template; missing corners are dropped and the weights renormalised.
-    fn interpolate(&self, grid: &StarGrid, x: &[f64; 3]) -> (Vec<f64>, Vec<f64>) {
+    /// Trilinear weights (template index, weight) at `x` (Teff, log g, [Fe/H]), clamped to
+    /// the grid; missing corners are dropped and the weights renormalised to sum 1.
+    fn weights(&self, x: &[f64; 3]) -> Vec<(usize, f64)> {
         let mut lohi = [(0usize, 0usize, 0.0f64); 3];
         for a in 0..3 {
             let n = &self.nodes[a];
@@ -444,8 +504,7 @@ impl Axes {
                 lohi[a] = (k - 1, k, u);
             }
         }
-        let mut coeff = vec![0.0; grid.len()];
-        let mut wsum = 0.0;
+        let mut out: Vec<(usize, f64)> = Vec::with_capacity(8);
         for corner in 0..8 {
             let mut key = [0usize; 3];
             let mut w = 1.0;
@@ -463,21 +522,140 @@ impl Axes {
                 continue;
             }
             if let Some(&i) = self.index.get(&key) {
-                coeff[i] += w;
-                wsum += w;
+                match out.iter_mut().find(|(j, _)| *j == i) {
+                    Some(e) => e.1 += w,
+                    None => out.push((i, w)),
+                }
             }
         }
+        let wsum: f64 = out.iter().map(|e| e.1).sum();
         if wsum > 0.0 {
-            coeff.iter_mut().for_each(|c| *c /= wsum);
+            out.iter_mut().for_each(|e| e.1 /= wsum);
         }
-        let mut t = vec![0.0; grid.wave.len()];
-        for (i, &c) in coeff.iter().enumerate() {
-            if c != 0.0 {
-                t.iter_mut()
-                    .zip(grid.flux.row(i).iter())
-                    .for_each(|(a, &b)| *a += c * b);
+        out
+    }
+
+    /// Trilinear coefficients on all grid templates [nmodel] at `x` ([`Axes::weights`]).
+    fn coefficients(&self, grid: &StarGrid, x: &[f64; 3]) -> Vec<f64> {
+        let mut coeff = vec![0.0; grid.len()];
+        for (i, w) in self.weights(x) {
+            coeff[i] += w;
+        }
+        coeff
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::speclib::star::{Star, StarParams};
+    use crate::speclib::Sed;
+
+    /// b, r, z segments (0.8 Å pixels, Gaussian LSF of 1.1 px) of a star with the given
+    /// parameters at S/N per pixel `snr` (∞ = noise-free), times a smooth throughput.
+    fn segments(p: &StarParams, snr: f64, seed: u64) -> Vec<Segment> {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let star = Star::new(p.clone());
+        [
+            ("b0", 3600.0, 5900.0),
+            ("r0", 5760.0, 7620.0),
+            ("z0", 7520.0, 9824.0),
+        ]
+        .iter()
+        .map(|&(cam, w0, w1)| {
+            let n = ((w1 - w0) / 0.8) as usize;
+            let wave: Vec<f64> = (0..n).map(|i| w0 + 0.8 * i as f64).collect();
+            let res = Resolution::from_gaussian_sigma(&vec![1.1; n], 11).unwrap();
+            let thru = |w: f64| 100.0 * (1.0 + 0.3 * ((w - w0) / (w1 - w0) - 0.5));
+            let m: Vec<f64> = wave.iter().map(|&w| star.density(w) * thru(w)).collect();
+            let mut flux = res.apply(&m).unwrap();
+            let mean = flux.iter().sum::<f64>() / n as f64;
+            let sigma = mean / snr;
+            let ivar = if snr.is_finite() {
+                let nd = Normal::new(0.0, sigma).unwrap();
+                flux.iter_mut().for_each(|f| *f += nd.sample(&mut rng));
+                vec![1.0 / (sigma * sigma); n]
+            } else {
+                vec![1.0; n]
+            };
+            Segment {
+                camera: cam.into(),
+                wave,
+                flux,
+                ivar,
+                res,
             }
+        })
+        .collect()
+    }
+
+    fn phot(p: &StarParams) -> Photometry {
+        let s = Star::new(p.clone());
+        Photometry {
+            flux_g: Band::G.nanomaggies(&s),
+            flux_r: Band::R.nanomaggies(&s),
+            ebv: 0.0,
         }
-        (coeff, t)
+    }
+
+    /// Stars between the built-in grid's nodes in all three parameters, without noise: the
+    /// fitted Teff is off only by what the trilinear interpolation cannot represent. Measured
+    /// +7 K and +18 K here (−4 K and +7 K for two more stars); before the grid was refined
+    /// (log g 0.5 dex, [Fe/H] 0.5 dex) and the refinement iterated, +297 K and +80 K. The
+    /// bound, 40 K, keeps this error well below the 150 K, so that noise dominates.
+    #[test]
+    fn recovers_teff_between_grid_nodes_without_noise() {
+        let grid = StarGrid::builtin();
+        let opts = FitOptions::default();
+        for (teff, logg, feh) in [(5950.0, 4.07, -0.12), (6720.0, 4.3, -0.55)] {
+            let p = StarParams {
+                teff,
+                logg,
+                feh,
+                rv: 20.0,
+                norm: 1.0,
+            };
+            let fit = fit_star(&grid, &segments(&p, f64::INFINITY, 1), phot(&p), &opts);
+            eprintln!(
+                "true Teff {teff} log g {logg} [Fe/H] {feh}: fit {:.1} {:.3} {:.3}",
+                fit.teff, fit.logg, fit.feh
+            );
+            assert!((fit.teff - teff).abs() < 40.0, "{fit:?}");
+            // 20 km/s, within two 6 km/s steps: the radial velocity comes from the reference
+            // template (6000 K, [Fe/H] −1.5), whose mismatch shifts the minimum (measured
+            // 1.6e-5 = 5 km/s for the first star)
+            assert!(
+                (fit.z - 20.0 / 299_792.458).abs() < 2.0 * opts.zstep,
+                "{}",
+                fit.z
+            );
+        }
+    }
+
+    /// Monte-Carlo Teff scatter at a given S/N (measurement, not a test: prints the rms).
+    /// `SPX_STD_SNR=… cargo test -p spx --lib teff_scatter -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn teff_scatter_at_snr() {
+        let snr: f64 = std::env::var("SPX_STD_SNR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10.0);
+        let grid = StarGrid::builtin();
+        let opts = FitOptions::default();
+        let p = StarParams {
+            teff: 6500.0,
+            logg: 4.23,
+            feh: -0.5,
+            rv: 20.0,
+            norm: 1.0,
+        };
+        let d: Vec<f64> = (0..12)
+            .map(|seed| fit_star(&grid, &segments(&p, snr, seed), phot(&p), &opts).teff - p.teff)
+            .collect();
+        let rms = (d.iter().map(|v| v * v).sum::<f64>() / d.len() as f64).sqrt();
+        eprintln!("S/N {snr} per pixel: Teff errors {d:.0?}, rms {rms:.0} K");
     }
 }

@@ -13,12 +13,16 @@ use crate::io::FitsError;
 use crate::speclib::star::{Star, StarParams};
 use crate::speclib::Sed;
 
-/// Built-in grid: Teff 5000–7500 K every 100 K (the F/G standards and their neighbours).
-pub const BUILTIN_TEFF: (f64, f64, f64) = (5000.0, 7500.0, 100.0);
-/// Built-in grid: log g values (cgs).
-pub const BUILTIN_LOGG: &[f64] = &[3.5, 4.0, 4.5];
-/// Built-in grid: [Fe/H] values (dex).
-pub const BUILTIN_FEH: &[f64] = &[-2.0, -1.5, -1.0, -0.5, 0.0];
+/// Built-in grid: Teff 5000–7500 K every 250 K (the F/G standards and their neighbours;
+/// line strengths vary smoothly enough in Teff for trilinear interpolation at this step).
+pub const BUILTIN_TEFF: (f64, f64, f64) = (5000.0, 7500.0, 250.0);
+/// Built-in grid: log g 3.5–4.75 (cgs) every 0.25 dex.
+pub const BUILTIN_LOGG: (f64, f64, f64) = (3.5, 4.75, 0.25);
+/// Built-in grid: [Fe/H] −2.0–0.4 every 0.2 dex. Metal lines scale as 10^[Fe/H]·Teff⁻³, so
+/// an interpolation error in [Fe/H] turns into a Teff error: at 0.5 dex the mid-cell line
+/// strengths are 17% off (measured: up to 96 K of Teff on noise-free stars between nodes), at
+/// 0.2 dex under 3% (≤ 18 K).
+pub const BUILTIN_FEH: (f64, f64, f64) = (-2.0, 0.4, 0.2);
 /// Built-in grid wavelength range and step, Angstrom (fine enough for the 0.6 Å weak lines).
 pub const BUILTIN_WAVE: (f64, f64, f64) = (3500.0, 10000.0, 0.5);
 
@@ -54,13 +58,18 @@ impl StarGrid {
         let (w0, w1, dw) = BUILTIN_WAVE;
         let nw = ((w1 - w0) / dw).round() as usize + 1;
         let wave: Vec<f64> = (0..nw).map(|i| w0 + dw * i as f64).collect();
-        let (t0, t1, dt) = BUILTIN_TEFF;
-        let nt = ((t1 - t0) / dt).round() as usize + 1;
+        let axis = |(a, b, d): (f64, f64, f64)| -> Vec<f64> {
+            let n = ((b - a) / d).round() as usize + 1;
+            // rounded to 1e-6 so that nodes are exact decimal values (−0.4, not −0.39999…)
+            (0..n)
+                .map(|i| ((a + d * i as f64) * 1e6).round() / 1e6)
+                .collect()
+        };
         let mut params = Vec::new();
-        for i in 0..nt {
-            for &logg in BUILTIN_LOGG {
-                for &feh in BUILTIN_FEH {
-                    params.push((t0 + dt * i as f64, logg, feh));
+        for &teff in &axis(BUILTIN_TEFF) {
+            for &logg in &axis(BUILTIN_LOGG) {
+                for &feh in &axis(BUILTIN_FEH) {
+                    params.push((teff, logg, feh));
                 }
             }
         }

@@ -9,12 +9,13 @@
 //! - fit ([`fit::fit_star`]): every camera of every exposure is its own segment with its own
 //!   multiplicative polynomial (instead of desispec's median-filter continuum normalisation),
 //!   the model convolved with the segment's resolution; radial velocity from a reference
-//!   template, then the best colour-compatible grid model, refined in Teff;
+//!   template, then the best colour-compatible grid model, refined by trilinear
+//!   interpolation in (Teff, log g, [Fe/H]) as desispec (coordinate-wise parabolic steps,
+//!   iterated with halving steps down to 1/8 of the grid spacing);
 //! - the model is reddened with CCM89 (R_V 3.1) by the fibermap EBV and scaled to the
 //!   catalogue (observed) r flux.
 //!
-//! Not done: Gaia-only photometry, the 4300–4500 Å and telluric masks, the trilinear
-//! (Teff, log g, [Fe/H]) interpolation (only Teff is interpolated).
+//! Not done: Gaia-only photometry, the 4300–4500 Å and telluric masks.
 
 // Numerical kernels index several parallel arrays by pixel: index loops read clearer here.
 #![allow(clippy::needless_range_loop)]
