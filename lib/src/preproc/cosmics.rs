@@ -208,13 +208,15 @@ fn residual_along_columns(
     ny: usize,
     nx: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    fn median(v: &mut [f32]) -> f32 {
-        v.sort_unstable_by(f32::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            0.5 * (v[n / 2 - 1] + v[n / 2])
+    // Median of 3 or 4 samples without sorting (this runs on every pixel of the camera).
+    fn median(v: &[f32]) -> f32 {
+        match *v {
+            [a, b, c] => a.min(b).max(a.max(b).min(c)),
+            [a, b, c, d] => {
+                let (lo, hi) = (a.min(b).min(c.min(d)), a.max(b).max(c.max(d)));
+                0.5 * (a + b + c + d - lo - hi)
+            }
+            _ => f32::NAN,
         }
     }
     let mut res = vec![0f32; ny * nx];
@@ -223,7 +225,6 @@ fn residual_along_columns(
         .zip(riv.par_chunks_mut(nx))
         .enumerate()
         .for_each(|(y, (rrow, vrow))| {
-            let mut side = Vec::with_capacity(4);
             for x in 0..nx {
                 let i = y * nx + x;
                 if tivar[i] <= 0.0 {
@@ -232,7 +233,8 @@ fn residual_along_columns(
                 let mut meds = [0f32; 2];
                 let mut ok = true;
                 for (k, above) in [true, false].into_iter().enumerate() {
-                    side.clear();
+                    let mut side = [0f32; 4];
+                    let mut n = 0;
                     for d in RESIDUAL_ROWS {
                         let yy = if above { y.checked_sub(d) } else { Some(y + d) };
                         let Some(yy) = yy.filter(|&v| v < ny) else {
@@ -240,14 +242,15 @@ fn residual_along_columns(
                         };
                         let j = yy * nx + x;
                         if tivar[j] > 0.0 {
-                            side.push(pix[j]);
+                            side[n] = pix[j];
+                            n += 1;
                         }
                     }
-                    if side.len() < 3 {
+                    if n < 3 {
                         ok = false;
                         break;
                     }
-                    meds[k] = median(&mut side);
+                    meds[k] = median(&side[..n]);
                 }
                 let sigma = 1.0 / tivar[i].sqrt();
                 if !ok || (meds[0] - meds[1]).abs() > 2.7 * sigma {
