@@ -340,6 +340,22 @@ impl CosmicScore {
         assert!(fm >= 0.95, "{what}: {fm}");
         assert!(ff < max_false, "{what}: {ff}");
     }
+
+    /// The clean-pixel half of [`Self::check`] alone (lamp exposures: few hits, see
+    /// `spx_sim_exposures_with_cosmics`).
+    fn check_false_only(&self, what: &str, max_false: f64) {
+        let ff = self.false_pos as f64 / self.nclean as f64;
+        eprintln!(
+            "{what}: {}/{} clean pixels masked ({:.4}%); hits above 5σ {}/{} masked",
+            self.false_pos,
+            self.nclean,
+            100.0 * ff,
+            self.masked,
+            self.eligible
+        );
+        assert!(self.nclean > 1_000_000, "{}", self.nclean);
+        assert!(ff < max_false, "{what}: {ff}");
+    }
 }
 
 #[test]
@@ -368,73 +384,92 @@ fn cosmic_rays_are_masked_and_clean_pixels_are_not() {
     score.check("cosmics (flat-like, 30 e floor)", 0.001);
 }
 
-/// The same on exposures from the real simulator, `spx-sim --cosmics` (mini preset, b0,
-/// 1000 s, the preset's cosmic rate 0.05 /cm²/s: ≈ 27 hits each), truth from its truth file
-/// (noiseless image + dark, cosmic-ray image): cosmic rays on science exposures (sky
-/// background), pulls on a flat (bright: the data-derived variance is unbiased enough there).
-/// On bright flats the PSF-consistency test cannot tell a few-hundred-electron track from a
-/// trace (a hit 5σ above the noise but below ~1/0.38 of the trace), so flats are not scored.
+/// The same on exposures from the real simulator, `spx-sim --cosmics` (mini preset, 1000 s,
+/// the preset's cosmic rate 0.05 /cm²/s: ≈ 27 hits per camera), truth from its truth file
+/// (noiseless image + dark, cosmic-ray image), on all three cameras: cosmic rays on science
+/// exposures (sky background, sky and emission lines), and clean pixels on arc and flat lamp
+/// exposures at their default exposure times (sharp bright lines, steep bright traces: the
+/// r/z gradients of desispec describe a wider PSF than the presets', which once made the
+/// 2×2-binned search flag 11–52% of the lamp pixels). Pulls on a b0 flat (bright: the
+/// data-derived variance is unbiased enough there). Cosmic rays on lamp exposures are not
+/// scored for recall: the PSF-consistency test cannot tell a few-hundred-electron track from
+/// a trace of tens of thousands of electrons (a hit 5σ above the noise there is below
+/// c2fudge·g of the trace).
 #[test]
 fn spx_sim_exposures_with_cosmics() {
     let dir = tempfile::tempdir().unwrap();
     let mut score = CosmicScore::default();
-    for k in 0..11u64 {
-        let raw = dir.path().join(format!("raw{k}.fits"));
-        let truth = dir.path().join(format!("truth{k}.fits"));
-        let seed = (50 + k).to_string();
-        let kind = if k == 0 { "flat" } else { "science" };
-        common::bin("spx-sim")
-            .args([kind, "--preset", "mini", "--cameras", "b0", "--seed", &seed])
-            .args(["--expid", &seed, "--exptime", "1000", "--cosmics", "-q"])
-            .args(["-o", s(&raw), "--truth", s(&truth)])
-            .assert()
-            .success();
-        let out = dir.path().join(format!("preproc{k}.fits"));
-        preproc(&["-i", s(&raw), "--camera", "b0", "-o", s(&out)]).success();
+    let mut lamps = CosmicScore::default();
+    let sim = |kind: &str, cam: &str, seed: u64, exptime: Option<&str>| {
+        let raw = dir.path().join(format!("raw-{kind}-{cam}-{seed}.fits"));
+        let truth = dir.path().join(format!("truth-{kind}-{cam}-{seed}.fits"));
+        let seed = seed.to_string();
+        let mut cmd = common::bin("spx-sim");
+        cmd.args([kind, "--preset", "mini", "--cameras", cam, "--seed", &seed])
+            .args(["--expid", &seed, "--cosmics", "-q"])
+            .args(["-o", s(&raw), "--truth", s(&truth)]);
+        if let Some(t) = exptime {
+            cmd.args(["--exptime", t]);
+        }
+        cmd.assert().success();
+        let out = dir.path().join(format!("preproc-{kind}-{cam}-{seed}.fits"));
+        preproc(&["-i", s(&raw), "--camera", cam, "-o", s(&out)]).success();
         let img = spx::io::preproc::read(&out).unwrap();
         let t = spx::io::simtruth::SimTruth::read(&truth).unwrap();
-        let ct = t.camera("b0").unwrap();
+        let ct = t.camera(cam).unwrap();
         let expected = ct
             .image
             .as_ref()
             .unwrap()
             .mapv(|v| f64::from(v) + ct.dark_electrons);
         let deposit = ct.cosmics.clone().unwrap();
-        if k == 0 {
-            // pulls where the true variance V ≥ 200 e⁻² (data-derived variance: σ ≈ 1 + 1.5/V,
-            // see recovers_the_truth_image…) and no cosmic ray or mask
-            let (mut n, mut s1, mut s2) = (0.0, 0.0, 0.0);
-            for ((y, x), &v) in img.image.indexed_iter() {
-                let t = expected[[y, x]];
-                if img.mask[[y, x]] != 0 || deposit[[y, x]] > 0.0 || t < 190.0 {
-                    continue;
-                }
-                let p = (f64::from(v) - t) * f64::from(img.ivar[[y, x]]).sqrt();
-                n += 1.0;
-                s1 += p;
-                s2 += p * p;
+        (img, expected, deposit)
+    };
+    {
+        let (img, expected, deposit) = sim("flat", "b0", 50, Some("1000"));
+        // pulls where the true variance V ≥ 200 e⁻² (data-derived variance: σ ≈ 1 + 1.5/V,
+        // see recovers_the_truth_image…) and no cosmic ray or mask
+        let (mut n, mut s1, mut s2) = (0.0, 0.0, 0.0);
+        for ((y, x), &v) in img.image.indexed_iter() {
+            let t = expected[[y, x]];
+            if img.mask[[y, x]] != 0 || deposit[[y, x]] > 0.0 || t < 190.0 {
+                continue;
             }
-            let mean = s1 / n;
-            let sigma = (s2 / n - mean * mean).sqrt();
-            eprintln!("spx-sim flat pulls (V ≥ 200): N={n} mean={mean:.4} sigma={sigma:.4}");
-            assert!(n > 10000.0, "{n}");
-            assert!((sigma - 1.0).abs() < 0.02, "{sigma}");
-            // E[pull] ≈ −1/(2√V) ∈ [−0.035, 0]
-            assert!(
-                mean < 5.0 / n.sqrt() && mean > -0.035 - 5.0 / n.sqrt(),
-                "{mean}"
-            );
-        } else {
+            let p = (f64::from(v) - t) * f64::from(img.ivar[[y, x]]).sqrt();
+            n += 1.0;
+            s1 += p;
+            s2 += p * p;
+        }
+        let mean = s1 / n;
+        let sigma = (s2 / n - mean * mean).sqrt();
+        eprintln!("spx-sim flat pulls (V ≥ 200): N={n} mean={mean:.4} sigma={sigma:.4}");
+        assert!(n > 10000.0, "{n}");
+        assert!((sigma - 1.0).abs() < 0.02, "{sigma}");
+        // E[pull] ≈ −1/(2√V) ∈ [−0.035, 0]
+        assert!(
+            mean < 5.0 / n.sqrt() && mean > -0.035 - 5.0 / n.sqrt(),
+            "{mean}"
+        );
+        lamps.add(&expected, &deposit, &img);
+    }
+    for cam in ["b0", "r0", "z0"] {
+        for k in 0..4u64 {
+            let (img, expected, deposit) = sim("science", cam, 51 + k, Some("1000"));
             score.add(&expected, &deposit, &img);
         }
+        for kind in ["arc", "flat"] {
+            let (img, expected, deposit) = sim(kind, cam, 60, None);
+            lamps.add(&expected, &deposit, &img);
+        }
     }
-    // KNOWN SHORTFALL: 0.102% of clean pixels are masked here, above the 0.1% goal. They sit
-    // on sharp emission-line/sky-line spots: the mini preset's b PSF (σ ≈ 1.0–1.15 px) is
-    // sharper than the mean DESI PSF behind desispec's fixed gradients (σ ≈ 1.3 px), and the
-    // exact desispec algorithm (--cosmics-desispec) flags the same spots (97 of spx's 111
-    // pixels in seed 51). The cure is gradients from the camera's PSF, as
-    // desi_compute_psf_gradients makes them; until then this bound is the measured 0.11%.
-    score.check("cosmics (spx-sim science)", 0.0011);
+    // Measured (spx-sim science, 12 exposures): 284/287 hits masked (98.95%; 95% needs ≥ 273
+    // of 287, and the binomial σ of the count is 1.7 hits); 0.0990% of the clean pixels
+    // masked, nearly all of them 4–6 pixels from a deposit (the 3×3 dilation, 11-pixel line
+    // closings and 2×2 search reaching past the 3-pixel margin of "clean"): spurious
+    // detections more than 12 pixels from any hit are ≤ 0.02%. Lamps: 0.009% (were 2–52% per camera before
+    // the binned search used a sharp template and the column-residual search existed).
+    score.check("cosmics (spx-sim science, b0 r0 z0)", 0.001);
+    lamps.check_false_only("cosmics (spx-sim arcs and flats, b0 r0 z0)", 0.001);
 }
 
 #[test]

@@ -62,7 +62,7 @@ pub struct PreprocOpts {
     #[arg(long)]
     #[serde(default)]
     pub no_cosmics: bool,
-    /// Cosmic rays: desispec 0.70's exact algorithm (no 2×2-binned search, no spx growth rule)
+    /// Cosmic rays: desispec 0.70's exact algorithm (no 2×2-binned search, no column-residual search, no spx growth rule)
     #[arg(long)]
     #[serde(default)]
     pub cosmics_desispec: bool,
@@ -92,6 +92,7 @@ fn cosmic_params(opts: &PreprocOpts) -> Option<CosmicParams> {
     (!opts.no_cosmics).then_some(CosmicParams {
         ignore_found: !opts.cosmics_desispec,
         binned: !opts.cosmics_desispec,
+        residual: !opts.cosmics_desispec,
         ..CosmicParams::default()
     })
 }
