@@ -165,6 +165,11 @@ impl BandCholesky {
         self.l.n
     }
 
+    /// The Cholesky pivot `L[i, i]` (its square is the Schur complement left at row `i`).
+    pub fn pivot(&self, i: usize) -> f64 {
+        self.lij(i, i)
+    }
+
     #[inline]
     fn lij(&self, i: usize, j: usize) -> f64 {
         self.l.data[self.l.idx(i, j)]

@@ -7,13 +7,33 @@
 //! matrix banded (spots only overlap their neighbours in fiber and wavelength): a banded
 //! Cholesky gives the flux, and the fiber blocks of the covariance come from
 //! [`BandCholesky::inverse_blocks`] without forming the dense inverse. A patch whose normal
-//! matrix is not numerically positive definite falls back to specter's dense eigen path.
+//! matrix is not numerically positive definite, or so ill-conditioned that specter's
+//! eigenvalue floor would act on it, falls back to specter's dense eigen path (see
+//! [`COND_SWITCH`]).
 
 use ndarray::ArrayView2;
 
 use crate::banded::{BandCholesky, BandMatrix};
 use crate::linalg::{eigen_compose, eigh_in_place, EigenFn, LinalgError};
 use crate::psf::{GaussHermitePsf, SpotEvaluator};
+
+/// Estimated condition number of the normal matrix above which a patch leaves the banded path
+/// for specter's dense eigen path.
+///
+/// The banded path computes the exact (unfloored) fiber blocks `C_ss` of `C = (AᵀWA)⁻¹`, whose
+/// entries carry round-off of order `ε·‖C‖`. The small eigenvalues of `C_ss` (the well-measured
+/// bins, which set ivar) are at least `1/λmax(AᵀWA)`, so their relative error is about
+/// `ε·cond`. When bins are seen only by PSF wings (e.g. a sky line masked across every fiber)
+/// `cond` reaches 1e17–1e19: the round-off swamps those eigenvalues, `C_ss^(-1/2)` turns them
+/// into huge row sums and ivar came out at 1e7–1e10. specter floors the eigenvalues of
+/// `AᵀWA` at `10ε·λmax` (cond ≤ 4.5e14), which bounds `‖C‖` and keeps its blocks sane; where
+/// that floor is active the banded path cannot reproduce specter anyway, so such patches run
+/// specter's own algorithm. The estimate `max_i M_ii · max(λmax(C_ss), 1/min pivot²)`
+/// undershoots the true condition number by up to ~1e3 (it only sees the kept fibers' blocks
+/// and the Cholesky pivots), hence the switch three decades below specter's floor; patches with
+/// zero-weight bins at the CCD edges (cond ≈ 1e8–1e10, one decoupled direction each) stay
+/// banded.
+pub const COND_SWITCH: f64 = 1e-3 / (10.0 * f64::EPSILON);
 
 /// Which decorrelation gives R and ivar (reference §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -273,15 +293,20 @@ pub fn solve_patch<T: Copy + Into<f64>>(
     };
 
     let solved = match opts.decorrelation {
-        Decorrelation::PerFiber => banded_per_fiber(icov.clone(), &y, nsp, nw, keep),
-        Decorrelation::Full => Err(LinalgError::Lapack {
-            routine: "none",
-            info: 0,
-        }),
+        Decorrelation::PerFiber => banded_per_fiber(icov.clone(), &y, nsp, nw, keep).ok(),
+        Decorrelation::Full => None,
     };
-    let (xflux, blocks) = match solved {
-        Ok(v) => v,
-        Err(_) => dense_path(&icov, &y, nsp, nw, keep, opts.decorrelation),
+    if opts.decorrelation == Decorrelation::PerFiber && !matches!(solved, Some(Some(_))) {
+        log::debug!(
+            "patch fibers {}..{} from {:.1} A: ill-conditioned normal matrix, dense path",
+            spec.speclo,
+            spec.speclo + nsp,
+            spec.waves.first().copied().unwrap_or(0.0)
+        );
+    }
+    let (xflux, blocks) = match solved.flatten() {
+        Some(v) => v,
+        None => dense_path(&icov, &y, nsp, nw, keep, opts.decorrelation),
     };
 
     for (k, &is) in keep.iter().enumerate() {
@@ -290,11 +315,17 @@ pub fn solve_patch<T: Copy + Into<f64>>(
             let fw = fluxweight[j * nsp + is];
             out.flux[k * ncore + c] = rflux[j];
             // specter zeroes ivar where no pixel weight reaches the bin.
-            out.ivar[k * ncore + c] = if all_masked || fw == 0.0 {
-                0.0
-            } else {
-                ivar_f[j]
-            };
+            // Last-resort guard against round-off: with Q = S^(1/2), S = C_ss⁻¹ the Schur
+            // complement (S_jj ≤ M_jj), s_j = (Q e_j)·1 ≤ √nw·√S_jj, so ivar_j ≤ nw·M_jj in
+            // exact arithmetic. A bin above it carries no trustworthy information: ivar 0.
+            let bound = nw as f64 * icov.get(j * nsp + is, j * nsp + is);
+            let iv = ivar_f[j];
+            out.ivar[k * ncore + c] =
+                if all_masked || fw == 0.0 || iv.is_nan() || iv > bound * IVAR_SLACK {
+                    0.0
+                } else {
+                    iv
+                };
             for d in 0..nd {
                 // Rd[d, j] = R[j - ndiag + d, j]: column j of the fiber block.
                 let row = j + d - opts.ndiag;
@@ -358,19 +389,34 @@ pub fn solve_patch<T: Copy + Into<f64>>(
     out
 }
 
+/// Relative slack on the exact-arithmetic bound `ivar_j ≤ nw·M_jj` (eigenvalue floors and
+/// round-off move ivar by ≪ 1e-6 relative on any patch where the bound is meaningful).
+const IVAR_SLACK: f64 = 1.0 + 1e-6;
+
 /// One kept fiber: (R block `[nw][nw]` row-major, ivar `[nw]`, R·f̂ `[nw]`).
 type FiberBlock = (Vec<f64>, Vec<f64>, Vec<f64>);
 type FiberBlocks = Vec<FiberBlock>;
 
 /// Banded path: Cholesky, flux, and per kept fiber the covariance block → Q = C_ss^(-1/2).
+/// `Ok(None)` when the patch is too ill-conditioned for it ([`COND_SWITCH`]).
 fn banded_per_fiber(
     l: BandMatrix,
     y: &[f64],
     nsp: usize,
     nw: usize,
     keep: &[usize],
-) -> Result<(Vec<f64>, FiberBlocks), LinalgError> {
+) -> Result<Option<(Vec<f64>, FiberBlocks)>, LinalgError> {
+    let n = l.n();
+    let max_diag = (0..n).map(|i| l.get(i, i)).fold(0.0, f64::max);
     let l: BandCholesky = l.cholesky()?;
+    // 1/min pivot² ≤ λmax(C): a first, cheap look at the conditioning.
+    let min_piv2 = (0..n)
+        .map(|i| l.pivot(i).powi(2))
+        .fold(f64::INFINITY, f64::min);
+    let mut cmax = 1.0 / min_piv2;
+    if too_ill_conditioned(max_diag * cmax) {
+        return Ok(None);
+    }
     let mut x = y.to_vec();
     l.solve_in_place(&mut x);
     let groups: Vec<Vec<usize>> = keep
@@ -381,16 +427,33 @@ fn banded_per_fiber(
     let mut blocks = Vec::with_capacity(keep.len());
     for (c, cols) in cblocks.into_iter().zip(&groups) {
         let xs: Vec<f64> = cols.iter().map(|&b| x[b]).collect();
-        blocks.push(decorrelate_block(c, nw, &xs)?);
+        let (block, lmax) = decorrelate_block(c, nw, &xs)?;
+        cmax = cmax.max(lmax);
+        blocks.push(block);
     }
-    Ok((x, blocks))
+    // λmax(C_ss) ≤ λmax(C): the second look, over the kept fibers' blocks.
+    if too_ill_conditioned(max_diag * cmax) {
+        return Ok(None);
+    }
+    Ok(Some((x, blocks)))
 }
 
-/// Q = C_ss^(-1/2) with specter's eigenvalue floor; R = diag(1/s) Q, ivar = s², R·x.
-fn decorrelate_block(mut c: Vec<f64>, nw: usize, xs: &[f64]) -> Result<FiberBlock, LinalgError> {
+/// Whether a condition estimate sends the patch to the dense path (NaN counts as too large).
+fn too_ill_conditioned(est: f64) -> bool {
+    est.is_nan() || est > COND_SWITCH
+}
+
+/// Q = C_ss^(-1/2) with specter's eigenvalue floor; R = diag(1/s) Q, ivar = s², R·x. Also
+/// returns λmax(C_ss).
+fn decorrelate_block(
+    mut c: Vec<f64>,
+    nw: usize,
+    xs: &[f64],
+) -> Result<(FiberBlock, f64), LinalgError> {
     let w = eigh_in_place(&mut c, nw)?;
+    let lmax = w.iter().cloned().fold(0.0, f64::max);
     let q = eigen_compose(&w, &c, EigenFn::InverseSqrt);
-    Ok(normalise_rows(q, nw, nw, xs, 0))
+    Ok((normalise_rows(q, nw, nw, xs, 0), lmax))
 }
 
 /// R = diag(1/s) Q over the `nw` rows `row0..row0+nw` of a `ncols`-wide Q; returns the R
@@ -464,7 +527,7 @@ fn dense_path(
                     }
                 }
                 match decorrelate_block(c, nw, &xs[is * nw..(is + 1) * nw]) {
-                    Ok(b) => blocks.push(b),
+                    Ok((b, _)) => blocks.push(b),
                     Err(_) => return zero(),
                 }
             }
