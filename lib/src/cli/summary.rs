@@ -134,6 +134,18 @@ pub fn read_truth(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<i64, (String, f6
     Ok(truth)
 }
 
+/// What an spx-plot figure shows, from the file-name prefix the demo gives it.
+fn plot_kind(name: &str) -> &'static str {
+    match name.split(['-', '.']).next().unwrap_or("") {
+        "spectrum" => "spectrum with its redshift fit and lines",
+        "ccd" => "CCD cut-out with PSF traces and fiber numbers",
+        "skyres" => "sky-subtraction residuals of the sky fibers",
+        "zscatter" => "fitted vs true redshift",
+        "chi2" => "χ²(z) scan per template",
+        _ => "",
+    }
+}
+
 /// The PNG files of `dir`, sorted by name, as "  path  (bytes)" lines.
 fn plot_list(dir: &std::path::Path) -> anyhow::Result<String> {
     let mut pngs: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
@@ -153,7 +165,11 @@ fn plot_list(dir: &std::path::Path) -> anyhow::Result<String> {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        out += &format!("  {name:<28} {:>6.0} kB\n", n as f64 / 1e3);
+        out += &format!(
+            "  {name:<28} {:>6.0} kB  {}\n",
+            n as f64 / 1e3,
+            plot_kind(&name)
+        );
     }
     Ok(out)
 }
