@@ -97,18 +97,21 @@ pub fn run(o: &SpectrumOpts) -> anyhow::Result<()> {
             .filter_map(|(_, m)| m.as_ref())
             .flat_map(|m| m.iter().flatten().copied())
     };
-    // Robust limits: sky-line residuals and cosmics should not flatten the spectrum, but
-    // the whole model (its emission lines) stays in view.
-    let q = |v: Vec<f64>, p: f64| quantile(v, p);
-    let lo = q(data().collect(), 0.01)
-        .into_iter()
-        .chain(q(model().collect(), 0.0))
-        .fold(0.0f64, f64::min);
-    let hi = q(data().collect(), 0.99)
-        .into_iter()
-        .chain(q(model().collect(), 1.0))
-        .fold(f64::NEG_INFINITY, f64::max);
-    let hi = if hi.is_finite() { hi } else { 1.0 };
+    // Robust limits: sky-line residuals and cosmics (a few % of the pixels in the red) should
+    // not flatten the spectrum, so the data set the range through their 5–95% quantiles
+    // widened by half their spread; the whole model (its emission lines) stays in view.
+    let (q05, q95) = (
+        quantile(data(), 0.05).unwrap_or(0.0),
+        quantile(data(), 0.95).unwrap_or(1.0),
+    );
+    let spread = q95 - q05;
+    let lo = quantile(model(), 0.0)
+        .unwrap_or(0.0)
+        .min(q05 - 0.5 * spread)
+        .min(0.0);
+    let hi = quantile(model(), 1.0)
+        .unwrap_or(f64::NEG_INFINITY)
+        .max(q95 + 0.5 * spread);
     let (ylo, yhi) = padded(lo, hi, 0.05);
     // Room above the data for the line labels and the legend.
     let yhi = yhi + 0.45 * (yhi - ylo);
