@@ -23,6 +23,7 @@ pub mod logging;
 pub mod maskbits;
 #[cfg(feature = "mpi")]
 pub mod mpi_comm;
+pub mod plot;
 pub mod preproc;
 pub mod progress;
 pub mod psf;

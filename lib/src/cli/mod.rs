@@ -22,6 +22,7 @@ pub mod fluxcal;
 pub mod group;
 pub mod inspect;
 pub mod man;
+pub mod plot;
 pub mod preproc;
 pub mod psf;
 pub mod redshift;
@@ -117,6 +118,7 @@ pub fn commands() -> Vec<clap::Command> {
         crate::cli::fluxcal::FluxCalOpts::command().name("spx-fluxcal"),
         crate::cli::templates::TemplatesOpts::command().name("spx-templates"),
         crate::cli::group::GroupOpts::command().name("spx-group"),
+        crate::cli::plot::PlotOpts::command().name("spx-plot"),
     ]
     .into_iter()
     .filter(|c| !c.is_hide_set())

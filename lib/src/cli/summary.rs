@@ -31,6 +31,9 @@ pub struct SummaryOpts {
     /// Simulation truth files (spx-sim --truth) of the science exposures
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub truth: Vec<PathBuf>,
+    /// Folder of figures (spx-plot PNGs) to list at the end
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
     #[command(flatten)]
     #[serde(default)]
     pub common: CommonOpts,
@@ -107,7 +110,7 @@ fn stage_table(journal: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// True (type, z) per TARGETID from the truth files' TRUTH tables, targets only.
-fn read_truth(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<i64, (String, f64)>> {
+pub fn read_truth(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<i64, (String, f64)>> {
     let mut truth = BTreeMap::new();
     for p in paths {
         let mut r = FitsReader::open(p)?;
@@ -131,11 +134,60 @@ fn read_truth(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<i64, (String, f64)>>
     Ok(truth)
 }
 
+/// What an spx-plot figure shows, from the file-name prefix the demo gives it.
+fn plot_kind(name: &str) -> &'static str {
+    match name.split(['-', '.']).next().unwrap_or("") {
+        "spectrum" => "spectrum with its redshift fit and lines",
+        "ccd" => "CCD cut-out with PSF traces and fiber numbers",
+        "skyres" => "sky-subtraction residuals of the sky fibers",
+        "zscatter" => "fitted vs true redshift",
+        "chi2" => "χ²(z) scan per template",
+        _ => "",
+    }
+}
+
+/// The PNG files of `dir`, sorted by name, as "  path  (bytes)" lines.
+fn plot_list(dir: &std::path::Path) -> anyhow::Result<String> {
+    let mut pngs: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list the plots", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .map(|p| {
+            let n = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p, n)
+        })
+        .collect();
+    pngs.sort();
+    let mut out = format!("plots in {} ({} PNG):\n", dir.display(), pngs.len());
+    for (p, n) in pngs {
+        let name = p
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out += &format!(
+            "  {name:<28} {:>6.0} kB  {}\n",
+            n as f64 / 1e3,
+            plot_kind(&name)
+        );
+    }
+    Ok(out)
+}
+
 /// Runs the summary and prints it on stdout.
 pub fn run(opts: &SummaryOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     if let Some(j) = &opts.journal {
         println!("{}", stage_table(j)?);
     }
+    redshift_table(opts)?;
+    if let Some(d) = &opts.plots {
+        print!("\n{}", plot_list(d)?);
+    }
+    Ok(())
+}
+
+/// Per target true vs fitted type and redshift, and the success rate.
+fn redshift_table(opts: &SummaryOpts) -> anyhow::Result<()> {
     if opts.redrock.is_empty() {
         return Ok(());
     }
