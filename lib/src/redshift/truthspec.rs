@@ -10,6 +10,7 @@
 use ndarray::{Array2, Array3};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
 
 use crate::instrument::Instrument;
 use crate::io::fits::{Column, ColumnData};
@@ -59,7 +60,8 @@ fn pixel_mean(sed: &dyn crate::speclib::Sed, w: f64, dw: f64, nsub: usize) -> f6
 /// Simulated spectra on the DESI preset's b, r and z grids and the truth of each row.
 ///
 /// Rows are the non-sky, non-dead fibers in fiber order; FIBERMAP has DESI's identifying
-/// columns (TARGETID, FIBER, FIBERSTATUS, OBJTYPE, TARGET_RA/DEC, …). The noise of fiber `f`
+/// columns (TARGETID, FIBER, FIBERSTATUS, OBJTYPE, TARGET_RA/DEC, …), SCORES only TARGETID
+/// (no TSNR2: that needs DESI's ensemble templates). The noise of fiber `f`
 /// comes from its own ChaCha8 stream, so a spectrum does not depend on `nfibers`.
 pub fn simulate(opts: &TruthSpecOptions) -> (Spectra, Vec<Truth>) {
     let inst = match Instrument::preset("desi") {
@@ -97,35 +99,48 @@ pub fn simulate(opts: &TruthSpecOptions) -> (Spectra, Vec<Truth>) {
             k.into_iter().map(|v| v / s).collect()
         };
         let sigma_pix = opts.noise / dw.sqrt();
+        let normal = match Normal::new(0.0, sigma_pix) {
+            Ok(n) => n,
+            Err(e) => panic!("noise σ {sigma_pix}: {e}"),
+        };
+        // Rows in parallel: each row's noise has its own stream, so rows do not depend on
+        // the thread count.
+        let rows: Vec<Vec<f32>> = drawn
+            .par_iter()
+            .map(|(fiber, t)| {
+                let mut row = vec![0.0f32; nw];
+                let Some(sed) = &t.sed else { return row };
+                let truef: Vec<f64> = wave
+                    .iter()
+                    .map(|&w| pixel_mean(sed.as_ref(), w, dw, 8 * bin))
+                    .collect();
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+                rng.set_stream((*fiber as u64) << 2 | ci as u64);
+                for i in 0..nw {
+                    // R[i, j] = kern at offset j − i (stored at resolution[s, half − (j − i), j])
+                    let mut v = 0.0;
+                    for d in 0..nd {
+                        let j = i as isize + half - d as isize;
+                        if j >= 0 && (j as usize) < nw {
+                            v += kern[d] * truef[j as usize];
+                        }
+                    }
+                    row[i] = (v + normal.sample(&mut rng)) as f32;
+                }
+                row
+            })
+            .collect();
         let mut flux = Array2::<f32>::zeros((nspec, nw));
+        for (s, row) in rows.iter().enumerate() {
+            flux.row_mut(s)
+                .iter_mut()
+                .zip(row)
+                .for_each(|(a, b)| *a = *b);
+        }
         let ivar = Array2::<f32>::from_elem((nspec, nw), (1.0 / (sigma_pix * sigma_pix)) as f32);
         let mut res = Array3::<f32>::zeros((nspec, nd, nw));
-        for (s, (fiber, t)) in drawn.iter().enumerate() {
-            let Some(sed) = &t.sed else { continue };
-            let truef: Vec<f64> = wave
-                .iter()
-                .map(|&w| pixel_mean(sed.as_ref(), w, dw, 8 * bin))
-                .collect();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
-            rng.set_stream((*fiber as u64) << 2 | ci as u64);
-            let normal = match Normal::new(0.0, sigma_pix) {
-                Ok(n) => n,
-                Err(e) => panic!("noise σ {sigma_pix}: {e}"),
-            };
-            for i in 0..nw {
-                // R[i, j] = kern at offset j − i, stored at resolution[s, half − (j − i), j].
-                let mut v = 0.0;
-                for d in 0..nd {
-                    let j = i as isize + half - d as isize;
-                    if j >= 0 && (j as usize) < nw {
-                        v += kern[d] * truef[j as usize];
-                    }
-                }
-                flux[[s, i]] = (v + normal.sample(&mut rng)) as f32;
-                for d in 0..nd {
-                    res[[s, d, i]] = kern[d] as f32;
-                }
-            }
+        for d in 0..nd {
+            res.index_axis_mut(ndarray::Axis(1), d).fill(kern[d] as f32);
         }
         bands.push(Band {
             name: cam.band.clone(),
@@ -188,11 +203,19 @@ pub fn simulate(opts: &TruthSpecOptions) -> (Spectra, Vec<Truth>) {
             col("EXPTIME", ColumnData::F64(vec![1000.0; nspec])),
         ],
     };
+    // SCORES with TARGETID only: rrdesi requires the HDU; TSNR2 needs DESI's ensemble
+    // templates, which this simulation does not have.
+    let scores = Table {
+        columns: vec![col(
+            "TARGETID",
+            ColumnData::I64(truths.iter().map(|t| t.targetid).collect()),
+        )],
+    };
     let spectra = Spectra {
         bands,
         fibermap,
         exp_fibermap: None,
-        scores: None,
+        scores: Some(scores),
         header: Vec::new(),
     };
     (spectra, truths)
