@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::CommonOpts;
-use crate::comm::Comm;
+use crate::comm::{share, Comm};
 use crate::io::fits::{require_finite, Provenance};
 use crate::io::redrock::{write_details, RedshiftCatalog, RedshiftRow, ScanDetails, TemplateInfo};
 use crate::io::spectra::{coadd_fibermap, coadd_tsnr2, Spectra};
@@ -73,9 +73,19 @@ fn rows_of(t: &Table, ids: &[i64]) -> Table {
     t.select(&rows)
 }
 
-/// Runs spx-redshift.
-pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
-    let start = std::time::Instant::now();
+/// What every rank reads and prepares before fitting.
+struct Setup {
+    spectra: Spectra,
+    /// Targets to fit, in output order.
+    ids: Vec<i64>,
+    prepared: Vec<redshift::scan::Prepared>,
+    grids: Vec<target::Grid>,
+    infos: Vec<TemplateInfo>,
+    tpath: PathBuf,
+}
+
+/// Reads and checks the input and the templates (the same on every rank).
+fn setup(opts: &RedshiftOpts) -> anyhow::Result<Setup> {
     let spectra = Spectra::read(&opts.infile)?;
     for b in &spectra.bands {
         let up = b.name.to_ascii_uppercase();
@@ -166,9 +176,48 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
         redshift::scan::LANES,
         full_mb
     );
+    Ok(Setup {
+        spectra,
+        ids,
+        prepared,
+        grids,
+        infos,
+        tpath,
+    })
+}
+
+/// Runs spx-redshift: every rank reads the input, fits its share of the targets
+/// ([`share`]), and rank 0 gathers the results in target order and writes the output.
+pub fn run(opts: &RedshiftOpts, comm: &dyn Comm) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let setup = setup(opts);
+    // All ranks agree before the gather, so one rank's bad input cannot hang the others.
+    if !comm.all_ok(setup.is_ok()) {
+        return match setup {
+            Err(e) => Err(e),
+            Ok(_) => bail!("spx-redshift: another rank failed to read the input"),
+        };
+    }
+    let Setup {
+        spectra,
+        ids,
+        prepared,
+        grids,
+        infos,
+        tpath,
+    } = setup?;
     let fopts = FitOptions {
         nminima: opts.nminima.max(1),
         npoints: opts.zminfit_npoints.max(3),
+    };
+    // Targets over ranks: a fixed contiguous share per rank (comm::share), gathered on rank 0
+    // in rank order, which is target order, so the output does not depend on the rank count.
+    let mine = &ids[share(ids.len(), comm.rank(), comm.size())];
+    let (part_rows, part_scans) = fit_share(&spectra, &prepared, &grids, mine, opts, &fopts);
+    let mut payload = Vec::new();
+    encode_share(&part_rows, &part_scans, &mut payload);
+    let Some(parts) = comm.gather_bytes(0, &payload) else {
+        return Ok(());
     };
     let mut rows = Vec::with_capacity(ids.len());
     let mut scans: Vec<ScanDetails> = prepared
@@ -176,51 +225,16 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
         .map(|p| ScanDetails {
             key: p.t.key(),
             redshifts: p.t.redshifts.clone(),
-            zchi2: Vec::new(),
-            penalty: Vec::new(),
+            zchi2: Vec::with_capacity(ids.len() * p.t.redshifts.len()),
+            penalty: Vec::with_capacity(ids.len() * p.t.redshifts.len()),
         })
         .collect();
-    for chunk in ids.chunks(opts.batch.max(1)) {
-        let targets = target::prepare_targets(&spectra, chunk, !opts.no_skymask);
-        let out = redshift::fit(&prepared, &grids, &targets, &fopts);
-        for (tg, ranked) in targets.iter().zip(&out.ranked) {
-            let row = match ranked.first() {
-                Some(b) => RedshiftRow {
-                    targetid: tg.targetid,
-                    z: b.cand.z,
-                    zerr: b.cand.zerr,
-                    zwarn: b.cand.zwarn,
-                    chi2: b.cand.chi2,
-                    coeff: b.cand.coeff.clone(),
-                    fitmethod: "PCA".into(),
-                    npixels: b.cand.npixels as i64,
-                    spectype: b.cand.spectype.clone(),
-                    subtype: b.cand.subtype.clone(),
-                    ncoeff: b.cand.ncoeff as i64,
-                    deltachi2: b.deltachi2,
-                },
-                None => RedshiftRow {
-                    targetid: tg.targetid,
-                    z: 0.0,
-                    zerr: 0.0,
-                    zwarn: zwarn::NODATA,
-                    chi2: 0.0,
-                    coeff: vec![],
-                    fitmethod: "NONE".into(),
-                    npixels: tg.npixels as i64,
-                    spectype: "GALAXY".into(),
-                    subtype: String::new(),
-                    ncoeff: 0,
-                    deltachi2: 0.0,
-                },
-            };
-            rows.push(row);
-        }
-        for (d, s) in scans.iter_mut().zip(out.scans) {
-            d.zchi2.extend(s.zchi2);
-            d.penalty.extend(s.penalty);
-        }
-        log::info!("fitted {}/{} targets", rows.len(), ids.len());
+    for (rank, part) in parts.iter().enumerate() {
+        decode_share(part, &mut rows, &mut scans)
+            .with_context(|| format!("spx-redshift: corrupt results from rank {rank}"))?;
+    }
+    if rows.iter().map(|r| r.targetid).ne(ids.iter().copied()) {
+        bail!("spx-redshift: gathered results do not match the target list");
     }
     // Output fibermaps in file order, as rrdesi (coadd_fibermap for uncoadded spectra).
     let (fibermap, exp_fibermap, tsnr2) = match &spectra.exp_fibermap {
@@ -274,6 +288,180 @@ pub fn run(opts: &RedshiftOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
         secs / ids.len() as f64,
         rayon::current_num_threads()
     );
+    Ok(())
+}
+
+/// Fits `ids` in batches of `opts.batch`; rows in `ids` order and the χ² scans of these
+/// targets (`[ids.len() * nz]` per template).
+fn fit_share(
+    spectra: &Spectra,
+    prepared: &[redshift::scan::Prepared],
+    grids: &[target::Grid],
+    ids: &[i64],
+    opts: &RedshiftOpts,
+    fopts: &FitOptions,
+) -> (Vec<RedshiftRow>, Vec<ScanDetails>) {
+    let mut rows = Vec::with_capacity(ids.len());
+    let mut scans: Vec<ScanDetails> = prepared
+        .iter()
+        .map(|p| ScanDetails {
+            key: p.t.key(),
+            redshifts: p.t.redshifts.clone(),
+            zchi2: Vec::new(),
+            penalty: Vec::new(),
+        })
+        .collect();
+    for chunk in ids.chunks(opts.batch.max(1)) {
+        let targets = target::prepare_targets(spectra, chunk, !opts.no_skymask);
+        let out = redshift::fit(prepared, grids, &targets, fopts);
+        for (tg, ranked) in targets.iter().zip(&out.ranked) {
+            rows.push(match ranked.first() {
+                Some(b) => RedshiftRow {
+                    targetid: tg.targetid,
+                    z: b.cand.z,
+                    zerr: b.cand.zerr,
+                    zwarn: b.cand.zwarn,
+                    chi2: b.cand.chi2,
+                    coeff: b.cand.coeff.clone(),
+                    fitmethod: "PCA".into(),
+                    npixels: b.cand.npixels as i64,
+                    spectype: b.cand.spectype.clone(),
+                    subtype: b.cand.subtype.clone(),
+                    ncoeff: b.cand.ncoeff as i64,
+                    deltachi2: b.deltachi2,
+                },
+                None => RedshiftRow {
+                    targetid: tg.targetid,
+                    z: 0.0,
+                    zerr: 0.0,
+                    zwarn: zwarn::NODATA,
+                    chi2: 0.0,
+                    coeff: vec![],
+                    fitmethod: "NONE".into(),
+                    npixels: tg.npixels as i64,
+                    spectype: "GALAXY".into(),
+                    subtype: String::new(),
+                    ncoeff: 0,
+                    deltachi2: 0.0,
+                },
+            });
+        }
+        for (d, s) in scans.iter_mut().zip(out.scans) {
+            d.zchi2.extend(s.zchi2);
+            d.penalty.extend(s.penalty);
+        }
+        log::info!("fitted {}/{} targets of this rank", rows.len(), ids.len());
+    }
+    (rows, scans)
+}
+
+/// Serialises one rank's rows and scans (little endian, f64 bit patterns, so the gathered
+/// values are exactly those computed).
+fn encode_share(rows: &[RedshiftRow], scans: &[ScanDetails], out: &mut Vec<u8>) {
+    let u = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_le_bytes());
+    let f = |out: &mut Vec<u8>, v: f64| out.extend_from_slice(&v.to_le_bytes());
+    let s = |out: &mut Vec<u8>, v: &str| {
+        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    };
+    u(out, rows.len() as u64);
+    for r in rows {
+        u(out, r.targetid as u64);
+        f(out, r.z);
+        f(out, r.zerr);
+        u(out, r.zwarn as u64);
+        f(out, r.chi2);
+        u(out, r.coeff.len() as u64);
+        r.coeff.iter().for_each(|&c| f(out, c));
+        s(out, &r.fitmethod);
+        u(out, r.npixels as u64);
+        s(out, &r.spectype);
+        s(out, &r.subtype);
+        u(out, r.ncoeff as u64);
+        f(out, r.deltachi2);
+    }
+    for sc in scans {
+        u(out, sc.zchi2.len() as u64);
+        sc.zchi2.iter().for_each(|&c| f(out, c));
+        sc.penalty.iter().for_each(|&c| f(out, c));
+    }
+}
+
+/// Reads back [`encode_share`]'s bytes, appending to `rows` and each template's scans.
+fn decode_share(
+    buf: &[u8],
+    rows: &mut Vec<RedshiftRow>,
+    scans: &mut [ScanDetails],
+) -> anyhow::Result<()> {
+    let mut pos = 0usize;
+    let mut take = |n: usize| -> anyhow::Result<&[u8]> {
+        let b = buf.get(pos..pos + n).context("truncated result buffer")?;
+        pos += n;
+        Ok(b)
+    };
+    fn word(b: &[u8]) -> [u8; 8] {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        a
+    }
+    macro_rules! u {
+        () => {
+            u64::from_le_bytes(word(take(8)?))
+        };
+    }
+    macro_rules! f {
+        () => {
+            f64::from_le_bytes(word(take(8)?))
+        };
+    }
+    macro_rules! s {
+        () => {{
+            let n = u!() as usize;
+            String::from_utf8(take(n)?.to_vec()).context("bad string in result buffer")?
+        }};
+    }
+    let n = u!() as usize;
+    for _ in 0..n {
+        let targetid = u!() as i64;
+        let z = f!();
+        let zerr = f!();
+        let zwarn = u!() as i64;
+        let chi2 = f!();
+        let nc = u!() as usize;
+        let mut coeff = Vec::with_capacity(nc.min(64));
+        for _ in 0..nc {
+            coeff.push(f!());
+        }
+        rows.push(RedshiftRow {
+            targetid,
+            z,
+            zerr,
+            zwarn,
+            chi2,
+            coeff,
+            fitmethod: s!(),
+            npixels: u!() as i64,
+            spectype: s!(),
+            subtype: s!(),
+            ncoeff: u!() as i64,
+            deltachi2: f!(),
+        });
+    }
+    for sc in scans.iter_mut() {
+        let m = u!() as usize;
+        if m != n * sc.redshifts.len() {
+            bail!("scan of {} has {m} values for {n} targets", sc.key);
+        }
+        for _ in 0..m {
+            sc.zchi2.push(f!());
+        }
+        for _ in 0..m {
+            sc.penalty.push(f!());
+        }
+    }
+    if pos != buf.len() {
+        bail!("{} trailing bytes in result buffer", buf.len() - pos);
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod igm;
 pub mod rebin;
 pub mod scan;
 pub mod target;
+pub mod truthspec;
 pub mod zfind;
 pub mod zwarn;
 
