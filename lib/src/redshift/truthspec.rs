@@ -14,7 +14,8 @@ use rayon::prelude::*;
 
 use crate::instrument::Instrument;
 use crate::io::fits::{Column, ColumnData};
-use crate::io::spectra::{Band, Spectra, Table};
+use crate::io::spectra::{Band, Spectra};
+use crate::io::table::Table;
 use crate::speclib::targets::{draw_targets, Truth};
 
 /// How the truth spectra are observed.
@@ -154,63 +155,61 @@ pub fn simulate(opts: &TruthSpecOptions) -> (Spectra, Vec<Truth>) {
     let truths: Vec<Truth> = drawn.iter().map(|(_, t)| t.truth.clone()).collect();
     let fibers: Vec<i32> = drawn.iter().map(|(f, _)| *f as i32).collect();
     let col = |name: &str, data: ColumnData| Column::new(name, data);
-    let fibermap = Table {
-        columns: vec![
-            col(
-                "TARGETID",
-                ColumnData::I64(truths.iter().map(|t| t.targetid).collect()),
-            ),
-            col("PETAL_LOC", ColumnData::I16(vec![0; nspec])),
-            col(
-                "DEVICE_LOC",
-                ColumnData::I32(fibers.iter().map(|f| f + 10).collect()),
-            ),
-            col(
-                "LOCATION",
-                ColumnData::I64(fibers.iter().map(|&f| f as i64 + 10).collect()),
-            ),
-            col("FIBER", ColumnData::I32(fibers.clone())),
-            col("FIBERSTATUS", ColumnData::I32(vec![0; nspec])),
-            col(
-                "TARGET_RA",
-                ColumnData::F64(truths.iter().map(|t| t.ra).collect()),
-            ),
-            col(
-                "TARGET_DEC",
-                ColumnData::F64(truths.iter().map(|t| t.dec).collect()),
-            ),
-            col(
-                "OBJTYPE",
-                ColumnData::Str(
-                    truths
-                        .iter()
-                        .map(|t| t.kind.objtype().to_string())
-                        .collect(),
-                ),
-            ),
-            col(
-                "DESI_TARGET",
-                ColumnData::I64(truths.iter().map(|t| t.kind.target_bits().0).collect()),
-            ),
-            col(
-                "MWS_TARGET",
-                ColumnData::I64(truths.iter().map(|t| t.kind.target_bits().1).collect()),
-            ),
-            col("TILEID", ColumnData::I32(vec![1; nspec])),
-            col("NIGHT", ColumnData::I32(vec![20260101; nspec])),
-            col("EXPID", ColumnData::I32(vec![1; nspec])),
-            col("MJD", ColumnData::F64(vec![61041.0; nspec])),
-            col("EXPTIME", ColumnData::F64(vec![1000.0; nspec])),
-        ],
-    };
-    // SCORES with TARGETID only: rrdesi requires the HDU; TSNR2 needs DESI's ensemble
-    // templates, which this simulation does not have.
-    let scores = Table {
-        columns: vec![col(
+    let fibermap = Table::new(vec![
+        col(
             "TARGETID",
             ColumnData::I64(truths.iter().map(|t| t.targetid).collect()),
-        )],
-    };
+        ),
+        col("PETAL_LOC", ColumnData::I16(vec![0; nspec])),
+        col(
+            "DEVICE_LOC",
+            ColumnData::I32(fibers.iter().map(|f| f + 10).collect()),
+        ),
+        col(
+            "LOCATION",
+            ColumnData::I64(fibers.iter().map(|&f| f as i64 + 10).collect()),
+        ),
+        col("FIBER", ColumnData::I32(fibers.clone())),
+        col("FIBERSTATUS", ColumnData::I32(vec![0; nspec])),
+        col(
+            "TARGET_RA",
+            ColumnData::F64(truths.iter().map(|t| t.ra).collect()),
+        ),
+        col(
+            "TARGET_DEC",
+            ColumnData::F64(truths.iter().map(|t| t.dec).collect()),
+        ),
+        col(
+            "OBJTYPE",
+            ColumnData::Str(
+                truths
+                    .iter()
+                    .map(|t| t.kind.objtype().to_string())
+                    .collect(),
+            ),
+        ),
+        col(
+            "DESI_TARGET",
+            ColumnData::I64(truths.iter().map(|t| t.kind.target_bits().0).collect()),
+        ),
+        col(
+            "MWS_TARGET",
+            ColumnData::I64(truths.iter().map(|t| t.kind.target_bits().1).collect()),
+        ),
+        col("TILEID", ColumnData::I32(vec![1; nspec])),
+        col("NIGHT", ColumnData::I32(vec![20260101; nspec])),
+        col("EXPID", ColumnData::I32(vec![1; nspec])),
+        col("MJD", ColumnData::F64(vec![61041.0; nspec])),
+        col("EXPTIME", ColumnData::F64(vec![1000.0; nspec])),
+    ])
+    .expect("fibermap columns all have one row per target");
+    // SCORES with TARGETID only: rrdesi requires the HDU; TSNR2 needs DESI's ensemble
+    // templates, which this simulation does not have.
+    let scores = Table::new(vec![col(
+        "TARGETID",
+        ColumnData::I64(truths.iter().map(|t| t.targetid).collect()),
+    )])
+    .expect("one column");
     let spectra = Spectra {
         bands,
         fibermap,
