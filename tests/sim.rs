@@ -369,7 +369,9 @@ fn desispec_preproc_matches_truth_within_noise() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         eprintln!("{kind} {cam}: {line}");
         let f = |k: &str| v[k].as_f64().unwrap();
-        assert_eq!(v["shape"], serde_json::json!([1200, 200]));
+        let inst = spx::instrument::Instrument::preset("mini").unwrap();
+        let ccd = &inst.camera(cam).unwrap().0.ccd;
+        assert_eq!(v["shape"], serde_json::json!([ccd.ny, ccd.nx]));
         // Pulls with the true variance (expectation + preproc's read-noise map²). The mean
         // moves with each amp's overscan level estimate, 1/√(16·600) ≈ 0.01 σ for
         // read-noise-limited pixels, averaged over 4 amps → 0.005; 5σ = 0.025.
