@@ -406,52 +406,6 @@ fn coadd_input_passes_fibermaps_through() {
     assert_eq!(a.nrows("EXP_FIBERMAP").unwrap(), 1);
 }
 
-/// An in-process stand-in for MPI: `size` ranks as threads sharing a gather buffer (spx::comm
-/// has no thread communicator; the pipeline's mpirun test covers the real one).
-struct ThreadComm {
-    rank: usize,
-    size: usize,
-    shared: std::sync::Arc<(std::sync::Mutex<Vec<Vec<u8>>>, std::sync::Barrier)>,
-}
-
-impl spx::comm::Comm for ThreadComm {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-    fn size(&self) -> usize {
-        self.size
-    }
-    fn barrier(&self) {
-        self.shared.1.wait();
-    }
-    fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>) {
-        if self.rank == root {
-            self.shared.0.lock().unwrap()[root] = buf.clone();
-        }
-        self.shared.1.wait();
-        if self.rank != root {
-            *buf = self.shared.0.lock().unwrap()[root].clone();
-        }
-        self.shared.1.wait();
-    }
-    fn gather_bytes(&self, root: usize, data: &[u8]) -> Option<Vec<Vec<u8>>> {
-        self.shared.0.lock().unwrap()[self.rank] = data.to_vec();
-        self.shared.1.wait();
-        let out = (self.rank == root).then(|| self.shared.0.lock().unwrap().clone());
-        self.shared.1.wait();
-        out
-    }
-    fn all_ok(&self, ok: bool) -> bool {
-        let mut flag = vec![u8::from(ok)];
-        let all = self.gather_bytes(0, &flag);
-        if let Some(v) = all {
-            flag = vec![u8::from(v.iter().all(|b| b == &[1]))];
-        }
-        self.broadcast_bytes(0, &mut flag);
-        flag == [1]
-    }
-}
-
 /// A FITS file's bytes with the provenance cards (DATE, CHECKSUM, SPXCMD … and long-string
 /// CONTINUE cards) blanked, so two runs can be compared byte for byte.
 fn without_provenance(path: &Path) -> Vec<u8> {
@@ -496,26 +450,9 @@ fn one_and_three_ranks_write_identical_files() {
     let one = opts(&p("one.fits"), &p("d1.fits"));
     spx::cli::redshift::run(&one, &spx::comm::SingleComm).unwrap();
     let three = opts(&p("three.fits"), &p("d3.fits"));
-    let shared = std::sync::Arc::new((
-        std::sync::Mutex::new(vec![Vec::new(); 3]),
-        std::sync::Barrier::new(3),
-    ));
-    std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..3)
-            .map(|rank| {
-                let comm = ThreadComm {
-                    rank,
-                    size: 3,
-                    shared: shared.clone(),
-                };
-                let o = &three;
-                sc.spawn(move || spx::cli::redshift::run(o, &comm))
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap().unwrap();
-        }
-    });
+    for r in spx::comm::ThreadComm::run(3, |comm| spx::cli::redshift::run(&three, comm)) {
+        r.unwrap();
+    }
     let cat = RedshiftCatalog::read_redshifts(&p("three.fits")).unwrap();
     let got: Vec<String> = cat.iter().map(|r| r.targetid.to_string()).collect();
     assert_eq!(got.join(","), ids);

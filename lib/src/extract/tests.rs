@@ -236,43 +236,6 @@ fn single_patch_full_r_returns_r_times_truth() {
     }
 }
 
-/// An in-process stand-in for MPI: `size` ranks as threads sharing a gather buffer.
-struct ThreadComm {
-    rank: usize,
-    size: usize,
-    shared: std::sync::Arc<(std::sync::Mutex<Vec<Vec<u8>>>, std::sync::Barrier)>,
-}
-
-impl crate::comm::Comm for ThreadComm {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-    fn size(&self) -> usize {
-        self.size
-    }
-    fn barrier(&self) {
-        self.shared.1.wait();
-    }
-    fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>) {
-        if self.rank == root {
-            self.shared.0.lock().unwrap()[root] = buf.clone();
-        }
-        self.shared.1.wait();
-        if self.rank != root {
-            *buf = self.shared.0.lock().unwrap()[root].clone();
-        }
-        self.shared.1.wait();
-    }
-    fn gather_bytes(&self, root: usize, data: &[u8]) -> Option<Vec<Vec<u8>>> {
-        self.shared.0.lock().unwrap()[self.rank] = data.to_vec();
-        self.shared.1.wait();
-        (self.rank == root).then(|| self.shared.0.lock().unwrap().clone())
-    }
-    fn all_ok(&self, ok: bool) -> bool {
-        ok
-    }
-}
-
 #[test]
 fn three_ranks_give_the_same_bytes_as_one() {
     let Some(c) = case("noisy") else { return };
@@ -282,25 +245,8 @@ fn three_ranks_give_the_same_bytes_as_one() {
     p.bundlesize = 5;
     p.nsubbundles = 2;
     let one = ex2d(&c.psf, c.img.image.view(), c.img.ivar.view(), &p).unwrap();
-    let shared = std::sync::Arc::new((
-        std::sync::Mutex::new(vec![Vec::new(); 3]),
-        std::sync::Barrier::new(3),
-    ));
-    let results: Vec<Option<Extraction>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..3)
-            .map(|rank| {
-                let comm = ThreadComm {
-                    rank,
-                    size: 3,
-                    shared: shared.clone(),
-                };
-                let (c, p) = (&c, &p);
-                s.spawn(move || {
-                    ex2d_comm(&c.psf, c.img.image.view(), c.img.ivar.view(), p, &comm).unwrap()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    let results: Vec<Option<Extraction>> = crate::comm::ThreadComm::run(3, |comm| {
+        ex2d_comm(&c.psf, c.img.image.view(), c.img.ivar.view(), &p, comm).unwrap()
     });
     assert!(results[1].is_none() && results[2].is_none());
     let three = results[0].as_ref().unwrap();
