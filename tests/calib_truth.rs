@@ -142,8 +142,8 @@ fn simulate_and_reduce(d: &Path) {
                 format!("psf-{cam}-{e}.fits"),
                 format!("frame-{cam}-{e}.fits"),
             );
-            // No cosmic-ray search: the simulation has none, and the finder flags the cores of
-            // bright sky lines (README, known limits), which is preproc's business, not ours.
+            // No cosmic-ray search: the simulation has none, and preproc's masking is tested
+            // in tests/preproc.rs; here only the calibration chain is under test.
             run(
                 "spx-preproc",
                 &["-i", &raw, "--camera", cam, "-o", &pre, "--no-cosmics"],
