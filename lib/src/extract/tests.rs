@@ -194,26 +194,7 @@ fn single_patch_full_r_returns_r_times_truth() {
         }
     }
     let ivar = ndarray::Array2::<f32>::ones(img64.dim());
-    let spec = PatchSpec {
-        speclo: 0,
-        nspec: 3,
-        waves: waves.clone(),
-        xlo: 0,
-        xhi: psf.npix_x as i64,
-        ylo: 0,
-        yhi: psf.npix_y as i64,
-        nlo: 0,
-        nhi: 0,
-        keep: vec![0, 1, 2],
-    };
-    let opts = PatchOptions {
-        regularize: 0.0,
-        psferr: 0.01,
-        ndiag: 0,
-        decorrelation: Decorrelation::PerFiber,
-        want_model: false,
-        want_full_r: true,
-    };
+    let (spec, opts) = whole_ccd_patch(&psf, 3, &waves, true);
     let mut ws = PatchWorkspace::new(&psf);
     let r = patch::solve_patch(&psf, img64.view(), ivar.view(), &spec, &opts, &mut ws);
     let rfull = r.r_full.unwrap();
@@ -394,26 +375,7 @@ fn masked_bright_line_across_all_fibers_keeps_ivar_bounded() {
             }
         }
     }
-    let spec = PatchSpec {
-        speclo: 0,
-        nspec: nsp,
-        waves: waves.clone(),
-        xlo: 0,
-        xhi: psf.npix_x as i64,
-        ylo: 0,
-        yhi: psf.npix_y as i64,
-        nlo: 0,
-        nhi: 0,
-        keep: vec![0, 1, 2],
-    };
-    let opts = PatchOptions {
-        regularize: 0.0,
-        psferr: 0.01,
-        ndiag: 0,
-        decorrelation: Decorrelation::PerFiber,
-        want_model: false,
-        want_full_r: false,
-    };
+    let (spec, opts) = whole_ccd_patch(&psf, nsp, &waves, false);
     let mut ws = PatchWorkspace::new(&psf);
     let r = patch::solve_patch(&psf, img.view(), ivar.view(), &spec, &opts, &mut ws);
     let r0 = patch::solve_patch(&psf, img.view(), ivar_clean.view(), &spec, &opts, &mut ws);
@@ -462,4 +424,35 @@ fn masked_bright_line_across_all_fibers_keeps_ivar_bounded() {
             }
         }
     }
+}
+
+/// One patch over the whole (toy) CCD: fibers `0..nspec` (the first three kept), every
+/// wavelength core (no padding), no regularisation, psferr 0.01, per-fiber decorrelation.
+fn whole_ccd_patch(
+    psf: &GaussHermitePsf,
+    nspec: usize,
+    waves: &[f64],
+    want_full_r: bool,
+) -> (PatchSpec, PatchOptions) {
+    let spec = PatchSpec {
+        speclo: 0,
+        nspec,
+        waves: waves.to_vec(),
+        xlo: 0,
+        xhi: psf.npix_x as i64,
+        ylo: 0,
+        yhi: psf.npix_y as i64,
+        nlo: 0,
+        nhi: 0,
+        keep: vec![0, 1, 2],
+    };
+    let opts = PatchOptions {
+        regularize: 0.0,
+        psferr: 0.01,
+        ndiag: 0,
+        decorrelation: Decorrelation::PerFiber,
+        want_model: false,
+        want_full_r,
+    };
+    (spec, opts)
 }
