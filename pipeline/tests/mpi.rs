@@ -128,18 +128,7 @@ fn spx_bin_dir() -> PathBuf {
     let dir = std::env::var_os("SPX_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(bin()).parent().unwrap().to_path_buf());
-    for p in [
-        "sim",
-        "preproc",
-        "psf",
-        "extract",
-        "fiberflat",
-        "sky",
-        "stdstars",
-        "fluxcal",
-        "group",
-        "redshift",
-    ] {
+    for p in std::iter::once("sim").chain(NIGHT_STAGES) {
         assert!(
             dir.join(format!("spx-{p}")).is_file(),
             "{}/spx-{p} is missing: run `cargo build -p spx-bins --features mpi` first (or set SPX_BIN_DIR)",

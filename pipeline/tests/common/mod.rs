@@ -175,21 +175,24 @@ done
 for o in $outs; do echo "$prog $*" > "$o.tmp" && mv "$o.tmp" "$o"; done
 "#;
 
+/// The spx programs `pipeline/nightly.yaml` runs (as `spx-<name>`).
+pub const NIGHT_STAGES: [&str; 9] = [
+    "preproc",
+    "psf",
+    "extract",
+    "fiberflat",
+    "sky",
+    "stdstars",
+    "fluxcal",
+    "group",
+    "redshift",
+];
+
 pub fn fake_bin(dir: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for s in [
-        "preproc",
-        "psf",
-        "extract",
-        "fiberflat",
-        "sky",
-        "stdstars",
-        "fluxcal",
-        "group",
-        "redshift",
-    ] {
+    for s in NIGHT_STAGES {
         let p = bin.join(format!("spx-{s}"));
         std::fs::write(&p, FAKE).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
