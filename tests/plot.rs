@@ -47,6 +47,20 @@ fn plot(args: &[&str]) -> assert_cmd::assert::Assert {
     common::bin("spx-plot").args(args).arg("-q").assert()
 }
 
+/// Runs spx-plot with arguments that must be refused: exit status 1, no output written.
+/// Returns the error message.
+fn refused(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("refused.png");
+    let a = common::bin("spx-plot")
+        .args(args)
+        .args(["-o", s(&out), "-q"])
+        .assert()
+        .code(1);
+    assert!(!out.exists(), "a refused plot left {}", out.display());
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -144,9 +158,7 @@ fn spectrum_errors_name_the_problem_and_write_nothing() {
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("x.png");
-    let a = plot(&[
+    let err = refused(&[
         "spectrum",
         "-i",
         s(&spec),
@@ -156,17 +168,13 @@ fn spectrum_errors_name_the_problem_and_write_nothing() {
         s(&tpl),
         "--targetid",
         "42",
-        "-o",
-        s(&out),
-    ])
-    .code(1);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    ]);
     assert!(
         err.contains("TARGETID 42") && err.contains("redrock-30.fits"),
         "{err}"
     );
     // Spectra file given as the catalog: a FITS error naming the file and HDU.
-    let a = plot(&[
+    let err = refused(&[
         "spectrum",
         "-i",
         s(&spec),
@@ -174,16 +182,11 @@ fn spectrum_errors_name_the_problem_and_write_nothing() {
         s(&spec),
         "--targetid",
         &GALAXY.to_string(),
-        "-o",
-        s(&out),
-    ])
-    .code(1);
-    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    ]);
     assert!(
         err.contains("spectra-30.fits") && err.contains("REDSHIFTS"),
         "{err}"
     );
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]
@@ -231,19 +234,8 @@ fn ccd_cutout_with_traces() {
         .count();
     assert!(cyan > 500, "ccd: {cyan} trace pixels");
     // A range outside the image is refused, naming it.
-    let a = plot(&[
-        "ccd",
-        "-i",
-        s(&pre),
-        "-p",
-        s(&psf),
-        "--rows",
-        "0:999999",
-        "-o",
-        s(&dir.path().join("bad.png")),
-    ])
-    .code(1);
-    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("--rows 0:999999"));
+    let err = refused(&["ccd", "-i", s(&pre), "-p", s(&psf), "--rows", "0:999999"]);
+    assert!(err.contains("--rows 0:999999"));
 }
 
 #[test]
@@ -333,17 +325,8 @@ fn zscatter_png() {
     let (_, ink) = check_png(&out, (900, 1000));
     assert!(ink > 0.01, "zscatter: only {ink:.3} of the pixels drawn");
     // Truth without any of the catalog's targets: a clear error.
-    let a = plot(&[
-        "zscatter",
-        "--redrock",
-        s(&rr),
-        "--truth",
-        s(&rr),
-        "-o",
-        s(&dir.path().join("bad.png")),
-    ])
-    .code(1);
-    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("TRUTH"));
+    let err = refused(&["zscatter", "--redrock", s(&rr), "--truth", s(&rr)]);
+    assert!(err.contains("TRUTH"));
 }
 
 #[test]
@@ -404,15 +387,6 @@ fn chi2_scan_png() {
         "{zmin} vs {}",
         row.z
     );
-    let a = plot(&[
-        "chi2",
-        "--details",
-        s(&det),
-        "--targetid",
-        "7",
-        "-o",
-        s(&dir.path().join("bad.png")),
-    ])
-    .code(1);
-    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("TARGETID 7"));
+    let err = refused(&["chi2", "--details", s(&det), "--targetid", "7"]);
+    assert!(err.contains("TARGETID 7"));
 }

@@ -25,23 +25,21 @@ pub struct PlotOpts {
 impl PlotOpts {
     /// The common options of the chosen subcommand.
     pub fn common(&self) -> &CommonOpts {
-        match &self.plot {
-            Plot::Spectrum(o) => &o.common,
-            Plot::Ccd(o) => &o.common,
-            Plot::Skyres(o) => &o.common,
-            Plot::Zscatter(o) => &o.common,
-            Plot::Chi2(o) => &o.common,
-        }
+        &self.out().common
     }
 
     /// The output PNG.
     pub fn outfile(&self) -> &PathBuf {
+        &self.out().outfile
+    }
+
+    fn out(&self) -> &OutOpts {
         match &self.plot {
-            Plot::Spectrum(o) => &o.out.outfile,
-            Plot::Ccd(o) => &o.out.outfile,
-            Plot::Skyres(o) => &o.out.outfile,
-            Plot::Zscatter(o) => &o.out.outfile,
-            Plot::Chi2(o) => &o.out.outfile,
+            Plot::Spectrum(o) => &o.out,
+            Plot::Ccd(o) => &o.out,
+            Plot::Skyres(o) => &o.out,
+            Plot::Zscatter(o) => &o.out,
+            Plot::Chi2(o) => &o.out,
         }
     }
 }
@@ -62,7 +60,7 @@ pub enum Plot {
     Chi2(Chi2Opts),
 }
 
-/// Output file and size, shared by every figure.
+/// Output file, size and the common options, shared by every figure.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone)]
 pub struct OutOpts {
     /// Output PNG (written atomically)
@@ -72,6 +70,9 @@ pub struct OutOpts {
     /// zscatter 900x1000, chi2 1200x800)
     #[arg(long, value_name = "WxH")]
     pub size: Option<String>,
+    #[command(flatten)]
+    #[serde(default)]
+    pub common: CommonOpts,
 }
 
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone)]
@@ -97,9 +98,6 @@ pub struct SpectrumOpts {
     pub smooth: usize,
     #[command(flatten)]
     pub out: OutOpts,
-    #[command(flatten)]
-    #[serde(default)]
-    pub common: CommonOpts,
 }
 
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone)]
@@ -119,9 +117,6 @@ pub struct CcdOpts {
     pub cols: Option<String>,
     #[command(flatten)]
     pub out: OutOpts,
-    #[command(flatten)]
-    #[serde(default)]
-    pub common: CommonOpts,
 }
 
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone)]
@@ -137,9 +132,6 @@ pub struct SkyresOpts {
     pub fiberflat: Option<PathBuf>,
     #[command(flatten)]
     pub out: OutOpts,
-    #[command(flatten)]
-    #[serde(default)]
-    pub common: CommonOpts,
 }
 
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone)]
@@ -152,9 +144,6 @@ pub struct ZscatterOpts {
     pub truth: Vec<PathBuf>,
     #[command(flatten)]
     pub out: OutOpts,
-    #[command(flatten)]
-    #[serde(default)]
-    pub common: CommonOpts,
 }
 
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone)]
@@ -167,9 +156,6 @@ pub struct Chi2Opts {
     pub targetid: i64,
     #[command(flatten)]
     pub out: OutOpts,
-    #[command(flatten)]
-    #[serde(default)]
-    pub common: CommonOpts,
 }
 
 /// Parses `a:b` (end excluded) into a half-open range.
