@@ -413,6 +413,32 @@ fn mini_night_same_bytes_local_mpirun_make() {
         "z3.fits",
     );
     assert_same_fits(&dir.join("z1.fits"), &dir.join("z3.fits"));
+
+    // A stage that does not split its work runs on rank 0 alone under a bare mpirun: three
+    // ranks print spx-inspect's summary once, and a failure on rank 0 fails the job.
+    let inspect = |c: &mut Command| c.args(["--json", &pre]).output().unwrap();
+    let i1 = inspect(Command::new(bins.join("spx-inspect")).current_dir(dir));
+    let i3 = inspect(&mut mpirun_cmd(dir, 3, &bins.join("spx-inspect")));
+    assert!(
+        i1.status.success() && i3.status.success(),
+        "{}",
+        stderr(&i3)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&i3.stdout),
+        String::from_utf8_lossy(&i1.stdout)
+    );
+    let bad = mpirun_cmd(dir, 3, &bins.join("spx-inspect"))
+        .arg("no-such-file.fits")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert_eq!(
+        stderr(&bad).matches("no-such-file.fits").count(),
+        1,
+        "{}",
+        stderr(&bad)
+    );
 }
 
 /// A 2-rank group where one rank has nothing to send: `builtin:concat` of one input. (An

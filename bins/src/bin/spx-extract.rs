@@ -1,5 +1,5 @@
 fn main() -> std::process::ExitCode {
-    spx::cli::main::<spx::cli::extract::ExtractOpts>(
+    spx::cli::main_distributed::<spx::cli::extract::ExtractOpts>(
         "spx-extract",
         |o| &o.common,
         spx::cli::extract::run,

@@ -71,9 +71,21 @@ pub fn init_threads(threads: Option<usize>) {
     let _ = builder.build_global();
 }
 
-/// The whole `main` of an `spx-*` binary: parse `O` (usage errors exit 2), set up logging and
-/// threads, call `run`, and turn an error into one line on stderr and exit code 1.
+/// The whole `main` of an `spx-*` binary whose stage does not split its work over ranks:
+/// parse `O` (usage errors exit 2), set up logging and threads, call `run`, and turn an error
+/// into one line on stderr and exit code 1. Under `mpirun -np N` (feature `mpi`) only rank 0
+/// runs the stage (see [`on_root`]), so N ranks never write the same file N times.
 pub fn main<O: Parser>(
+    program: &str,
+    common: impl Fn(&O) -> &CommonOpts,
+    run: impl FnOnce(&O, &dyn Comm) -> anyhow::Result<()>,
+) -> ExitCode {
+    main_distributed(program, common, |opts, comm| on_root(opts, comm, run))
+}
+
+/// Like [`main`] for a stage whose `run` spreads its work over the communicator's ranks
+/// (spx-extract: bundles, spx-redshift: targets): every rank runs it.
+pub fn main_distributed<O: Parser>(
     program: &str,
     common: impl Fn(&O) -> &CommonOpts,
     run: impl FnOnce(&O, &dyn Comm) -> anyhow::Result<()>,
@@ -86,17 +98,39 @@ pub fn main<O: Parser>(
         Err(e) => e.exit(),
     };
     init(program, common(&opts));
+    // The ranks agree on the outcome, so every rank exits non-zero when one failed (the
+    // failed one says why).
+    let on_world = |comm: &dyn Comm| {
+        let result = run(&opts, comm);
+        let all_ok = comm.all_ok(result.is_ok());
+        (result, all_ok)
+    };
     // With the `mpi` feature the stage runs on the MPI world (a world of one without mpirun).
     #[cfg(feature = "mpi")]
-    let result = crate::mpi_comm::with_world(|comm| run(&opts, comm));
+    let (result, all_ok) = crate::mpi_comm::with_world(on_world);
     #[cfg(not(feature = "mpi"))]
-    let result = run(&opts, &crate::comm::SingleComm);
+    let (result, all_ok) = on_world(&crate::comm::SingleComm);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) if all_ok => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(1),
         Err(e) => {
             eprintln!("{program}: error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Runs a stage that ignores its communicator on rank 0 of `comm` alone, on a communicator
+/// of one; the other ranks return at once. The caller collects the verdict.
+pub fn on_root<O>(
+    opts: &O,
+    comm: &dyn Comm,
+    run: impl FnOnce(&O, &dyn Comm) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if comm.is_root() {
+        run(opts, &crate::comm::SingleComm)
+    } else {
+        Ok(())
     }
 }
 
