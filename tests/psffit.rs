@@ -377,10 +377,12 @@ fn flat_and_arc_recover_the_truth_psf() {
     assert!(st.iter().all(|&s| s == 0.0 || s == 3.0), "{st:?}");
     for b in 0..2 {
         let r = fit.extra_keys.get_f64(&format!("B{b:02}RCHI2")).unwrap();
-        // Right model and noise: χ²/ndf ≈ 1; measured 0.92–0.97 (preproc's ivar uses the
-        // image, not the model, so bright pixels get slightly smaller weights); ±20%.
-        assert!((r - 1.0).abs() < 0.2, "bundle {b} rchi2 {r}");
-        assert!(fit.extra_keys.get_i64(&format!("B{b:02}NDATA")).unwrap() > 1000);
+        // Right model and noise (weights: model + read noise²): χ²/ndf ≈ 1, measured
+        // 0.995–0.998 (0.92–0.97 with preproc's data-based ivar). With ndf > 10⁴ pixels its
+        // noise is √(2/ndf) < 0.014, so ±0.05 is > 3.5σ.
+        let ndata = fit.extra_keys.get_i64(&format!("B{b:02}NDATA")).unwrap();
+        assert!(ndata > 10_000, "bundle {b} ndata {ndata}");
+        assert!((r - 1.0).abs() < 0.05, "bundle {b} rchi2 {r}");
     }
     // Same result with one thread (fixed chunks, ordered combination).
     let out1 = dir.path().join("psf-1thread.fits");
@@ -961,5 +963,19 @@ fn desi_bench_check() {
     let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
     let es = max_rel_sigma(&fit, &truth, &all);
     let bad = status_row(&fit).iter().filter(|&&s| s != 0.0).count();
-    println!("desi r0: x rms {ex:.4} px, y rms {ey:.4} px, max |sigma/truth - 1| {es:.4}, {bad} fibers with STATUS != 0");
+    // largest GH-1-1/4-0/0-4 error over fibers and on-CCD wavelengths
+    let mut egh: f64 = 0.0;
+    for name in ["GH-1-1", "GH-4-0", "GH-0-4"] {
+        let (rf, rt) = (param_row(&fit, name), param_row(&truth, name));
+        for f in 0..truth.nfiber() {
+            for w in linspace(fit.param_wmin, fit.param_wmax, 20) {
+                let u = 2.0 * (w - fit.param_wmin) / (fit.param_wmax - fit.param_wmin) - 1.0;
+                let cf = fit.param_coeff.slice(ndarray::s![rf, f, ..]).to_vec();
+                let ct = truth.param_coeff.slice(ndarray::s![rt, f, ..]).to_vec();
+                let d = spx::psf::legendre::legval(u, &cf) - spx::psf::legendre::legval(u, &ct);
+                egh = egh.max(d.abs());
+            }
+        }
+    }
+    println!("desi r0: x rms {ex:.4} px, y rms {ey:.4} px, max |sigma/truth - 1| {es:.4}, max |GH - truth| {egh:.4} (GH-1-1/4-0/0-4 true 0.01/0.01/0.015), {bad} fibers with STATUS != 0");
 }
