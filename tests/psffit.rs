@@ -377,10 +377,12 @@ fn flat_and_arc_recover_the_truth_psf() {
     assert!(st.iter().all(|&s| s == 0.0 || s == 3.0), "{st:?}");
     for b in 0..2 {
         let r = fit.extra_keys.get_f64(&format!("B{b:02}RCHI2")).unwrap();
-        // Right model and noise: χ²/ndf ≈ 1; measured 0.92–0.97 (preproc's ivar uses the
-        // image, not the model, so bright pixels get slightly smaller weights); ±20%.
-        assert!((r - 1.0).abs() < 0.2, "bundle {b} rchi2 {r}");
-        assert!(fit.extra_keys.get_i64(&format!("B{b:02}NDATA")).unwrap() > 1000);
+        // Right model and noise (weights: model + read noise²): χ²/ndf ≈ 1, measured
+        // 0.995–0.998 (0.92–0.97 with preproc's data-based ivar). With ndf > 10⁴ pixels its
+        // noise is √(2/ndf) < 0.014, so ±0.05 is > 3.5σ.
+        let ndata = fit.extra_keys.get_i64(&format!("B{b:02}NDATA")).unwrap();
+        assert!(ndata > 10_000, "bundle {b} ndata {ndata}");
+        assert!((r - 1.0).abs() < 0.05, "bundle {b} rchi2 {r}");
     }
     // Same result with one thread (fixed chunks, ordered combination).
     let out1 = dir.path().join("psf-1thread.fits");
@@ -404,14 +406,17 @@ fn flat_and_arc_recover_the_truth_psf() {
 }
 
 /// Issue 5 on every camera of the mini preset: `spx-psf --arc A --flat F` gives x(λ) and y(λ)
-/// within 0.02 px rms of the arc exposure's true PSF on b0 and z0 too (r0 in
-/// `flat_and_arc_recover_the_truth_psf`). The flat and the arc see different flexures
+/// within 0.02 px rms of the arc exposure's true PSF and the widths within 1% on b0 and z0 too
+/// (r0 in `flat_and_arc_recover_the_truth_psf`). The flat and the arc see different flexures
 /// (spx-sim draws one per exposure: 0.04–0.4 px between these two), so the flat gives the
 /// trace shapes and the arc the offset; compared with the flat's own truth the fit is off by
 /// that flexure, as it should be (measured here, not asserted: the PSF describes the arc).
-/// Measured: x 0.0015 / 0.0019 px, y 0.0125 / 0.0036 px, widths 1.99% / 0.41% (b0 / z0;
-/// noise floors as in the r0 test: tens of lines per fiber at ≲ 0.05 px each, a 16-row flat
-/// band at ≲ 0.01 px).
+/// Measured (seed 7): x 0.0014 / 0.0019 px, y 0.0031 / 0.0020 px, widths 0.37% / 0.21%
+/// (b0 / z0). Noise floors as in the r0 test: tens of lines per fiber at ≲ 0.05 px each, a
+/// 16-row flat band at ≲ 0.01 px; the widths of a bundle come from ~200 spots at S/N 10–300,
+/// ±0.2% (1σ) on the constant and ±0.3% at the ends of the range (the wavelength slope),
+/// so 1% is ≥ 3σ everywhere. Over seeds 1–3 the largest error on any camera is 0.64%; before
+/// the model-variance weights (see psffit/shape.rs) GHSIGY was 0.2% narrow on every camera.
 #[test]
 fn arc_and_flat_traces_on_b0_and_z0() {
     let dir = tempfile::tempdir().unwrap();
@@ -437,13 +442,248 @@ fn arc_and_flat_traces_on_b0_and_z0() {
         eprintln!("{cam}: x rms {ex:.4} px, y rms {ey:.4} px, max |σ/σtrue-1| {es:.4}");
         assert!(ex < 0.02, "{cam}: x rms {ex}");
         assert!(ey < 0.02, "{cam}: y rms {ey}");
-        // KNOWN SHORTFALL on b0: the 5 s mini b arc gives ~100 usable spots per bundle at
-        // S/N 10–30 and the widths come out 0.2–2% low (5 seeds: a bias of ≈ −0.8% and
-        // ±0.6% noise), so the issue's 1% holds on r0/z0 but not on b0; bound b0 at 2.5%
-        // (bias + 3σ) until the bias is understood.
-        let tol = if cam == "b0" { 0.025 } else { 0.01 };
-        assert!(es < tol, "{cam}: sigma error {es}");
+        assert!(es < 0.01, "{cam}: sigma error {es}");
     }
+}
+
+/// The input PSF of the camera with the GH terms that spx-psf fits (GH-1-1, GH-4-0, GH-0-4)
+/// set to zero: the fit must find them from the arc alone.
+fn without_fitted_gh(psf: &GaussHermitePsf) -> GaussHermitePsf {
+    let mut p = psf.clone();
+    for (r, n) in p.param_names.iter().enumerate() {
+        if ["GH-1-1", "GH-4-0", "GH-0-4"].contains(&n.as_str()) {
+            p.param_coeff.index_axis_mut(ndarray::Axis(0), r).fill(0.0);
+        }
+    }
+    p
+}
+
+fn param_row(psf: &GaussHermitePsf, name: &str) -> usize {
+    psf.param_names.iter().position(|n| n == name).unwrap()
+}
+
+/// GH-1-1, GH-4-0 and GH-0-4 fitted from a start where they are zero (the truth has 0.01,
+/// 0.01, 0.015, constant in wavelength) on the mini b0 arc: every Legendre coefficient of
+/// every bundle's correction is within 4σ of the truth, σ from the fit's own covariance
+/// (weights model + read noise, the same noise the simulation draws; measured σ of the
+/// constant terms: 0.0010, 0.00037, 0.00034; over seeds 1–3 the largest deviation was 2.5σ).
+/// The widths stay within 1%. A bundle whose fit fails keeps the input shape and is flagged.
+#[test]
+fn gh_terms_recovered_from_a_zeroed_start() {
+    use spx::psffit::{fit_psf, lines::arc_reflines, PsfFitOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (flat, _) = sim_cam(dir.path(), "b0", "flat", 1, &["--preset", "mini"]);
+    let (arc, tpsf) = sim_cam(dir.path(), "b0", "arc", 2, &["--preset", "mini"]);
+    let truth = spx::io::psf::read(&tpsf).unwrap();
+    let inst = Instrument::preset("mini").unwrap();
+    let nominal = spx::sim::psfmodel::nominal_psf(&inst, inst.camera("b0").unwrap().0, 0).unwrap();
+    let input = without_fitted_gh(&nominal);
+    let arc = spx::io::preproc::read(&arc).unwrap();
+    let flat = spx::io::preproc::read(&flat).unwrap();
+    let (w0, w1) = input.wrange_any();
+    let lines = arc_reflines(&inst, w0, w1);
+    let opts = PsfFitOptions {
+        bundle_size: inst.bundle_size,
+        ..Default::default()
+    };
+    let (fit, report) = fit_psf(Some(&arc), Some(&flat), &input, &lines, &opts).unwrap();
+    assert_eq!(report.bundles.len(), 2);
+    for (b, br) in report.bundles.iter().enumerate() {
+        assert_eq!(br.status, 0.0, "bundle {b}");
+        assert_eq!(br.gh.len(), 3, "bundle {b}: {:?}", br.gh);
+        for g in &br.gh {
+            let row = param_row(&truth, &format!("GH-{}-{}", g.i, g.j));
+            // the truth of the bundle's fibers (all alike on mini)
+            let f = b * inst.bundle_size;
+            for (d, (c, e)) in g.coeff.iter().zip(&g.err).enumerate() {
+                let t = truth.param_coeff[[row, f, d]];
+                eprintln!(
+                    "bundle {b} GH-{}-{} L{d}: {c:.5} ± {e:.5} (truth {t:.5})",
+                    g.i, g.j
+                );
+                assert!(
+                    *e > 0.0 && *e < 0.005,
+                    "bundle {b} GH-{}-{}: σ {e}",
+                    g.i,
+                    g.j
+                );
+                assert!(
+                    (c - t).abs() < 4.0 * e,
+                    "bundle {b} GH-{}-{} L{d}: {c} vs {t} ± {e}",
+                    g.i,
+                    g.j
+                );
+            }
+            // and the written PSF carries the correction
+            let r = param_row(&fit, &format!("GH-{}-{}", g.i, g.j));
+            assert!((fit.param_coeff[[r, f, 0]] - g.coeff[0]).abs() < 1e-12);
+        }
+    }
+    let all: Vec<usize> = (0..20).collect();
+    let es = max_rel_sigma(&fit, &truth, &all);
+    eprintln!("max |σ/σtrue-1| {es:.4}");
+    assert!(es < 0.01, "sigma error {es}");
+
+    // Without the GH fit the zeroed terms stay zero and the widths absorb what they can.
+    let no_gh = PsfFitOptions {
+        fit_gh: false,
+        ..opts.clone()
+    };
+    let (fit0, _) = fit_psf(Some(&arc), Some(&flat), &input, &lines, &no_gh).unwrap();
+    let r = param_row(&fit0, "GH-4-0");
+    assert!(fit0
+        .param_coeff
+        .index_axis(ndarray::Axis(0), r)
+        .iter()
+        .all(|&v| v == 0.0));
+
+    // Bundles that cannot be fitted (too few spots) keep the input widths and GH terms and
+    // are flagged STATUS 2 (or 3 for the dead fiber), without failing the camera.
+    let starved = PsfFitOptions {
+        min_spots: 100_000,
+        ..opts
+    };
+    let (kept, rep) = fit_psf(Some(&arc), Some(&flat), &input, &lines, &starved).unwrap();
+    assert!(rep
+        .bundles
+        .iter()
+        .all(|b| b.status == 2.0 && b.gh.is_empty()));
+    let st = status_row(&kept);
+    assert!(st.iter().all(|&s| s == 2.0 || s == 3.0), "{st:?}");
+    for name in ["GHSIGX", "GHSIGY", "GH-1-1", "GH-4-0", "GH-0-4"] {
+        let (ri, rk) = (param_row(&input, name), param_row(&kept, name));
+        assert_eq!(
+            input.param_coeff.index_axis(ndarray::Axis(0), ri),
+            kept.param_coeff.index_axis(ndarray::Axis(0), rk),
+            "{name}"
+        );
+    }
+}
+
+/// Pull statistics (mean, σ about the mean, n) of `(flux − R·truth)·√ivar` of `frame` against
+/// the truth photons of spx-sim over the frame's grid, leaving out `trim` bins at each end
+/// (their R·truth needs truth beyond the extracted range).
+fn frame_pulls(
+    frame: &spx::io::frame::Frame,
+    truth: &spx::io::simtruth::CameraTruth,
+    trim: usize,
+) -> (f64, f64, usize) {
+    let tw = truth.wave.as_slice().unwrap();
+    let k0 = tw
+        .iter()
+        .position(|&w| (w - frame.wave[0]).abs() < 1e-6)
+        .expect("frame grid on the truth grid");
+    let nw = frame.nwave();
+    let dw = frame.wave[1] - frame.wave[0];
+    let mut pulls = Vec::new();
+    for f in 0..frame.nspec() {
+        let t: Vec<f64> = (k0..k0 + nw)
+            .map(|k| (truth.phot[[f, k]] + truth.skyphot[[f, k]]) as f64 / dw)
+            .collect();
+        let rt = frame.resolution_of(f).apply(&t).unwrap();
+        for (i, r) in rt.iter().enumerate().take(nw - trim).skip(trim) {
+            let iv = frame.ivar[[f, i]];
+            if iv > 0.0 {
+                pulls.push((frame.flux[[f, i]] - r) * iv.sqrt());
+            }
+        }
+    }
+    let n = pulls.len();
+    let mean = pulls.iter().sum::<f64>() / n as f64;
+    let var = pulls.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n as f64;
+    (mean, var.sqrt(), n)
+}
+
+/// Issue 5: extraction of a science exposure with the fitted PSF gives pulls σ within 0.02 of
+/// extraction with the true PSF. mini b0 (the camera with the faintest arc): flat + arc →
+/// spx-psf from the nominal PSF; a 900 s science exposure simulated with the arc's true PSF
+/// (`--psf`, so that no flexure separates them); bundle 0 extracted over 400 bins with each
+/// PSF; pulls against spx-sim's truth. Both extractions see the same pixels and ivar, so
+/// their difference is the PSF's doing. Measured: σ 1.0228 with either, means −0.1496 /
+/// −0.1487. The σ criterion alone is lenient (the nominal PSF, the fit's start with widths 2–3%
+/// and traces off by the night's offset, gives σ 1.0427, mean −0.299), so the means must agree to
+/// 0.02σ, which the nominal PSF misses by 7×.
+#[test]
+fn extraction_with_the_fitted_psf_matches_the_true_psf() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (flat, _) = sim_cam(d, "b0", "flat", 1, &["--preset", "mini"]);
+    let (arc, tpsf) = sim_cam(d, "b0", "arc", 2, &["--preset", "mini"]);
+    let fitted = d.join("psf-fit.fits");
+    let o = run_psf(&[
+        "--arc",
+        arc.to_str().unwrap(),
+        "--flat",
+        flat.to_str().unwrap(),
+        "-o",
+        fitted.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (sci, _) = sim_cam(
+        d,
+        "b0",
+        "science",
+        5,
+        &["--preset", "mini", "--psf", tpsf.to_str().unwrap()],
+    );
+    let truth = spx::io::simtruth::SimTruth::read(&d.join("truth-b0-5.fits")).unwrap();
+    let t = truth.camera("b0").unwrap();
+    // 400 bins of the camera grid from 4400 Å (continuum and a few sky lines)
+    let k0 = 1000;
+    let (wa, wb) = (t.wave[k0], t.wave[k0 + 399]);
+    let grid = format!("{wa},{wb},0.8");
+    let nominal = d.join("psf-nominal.fits");
+    let o = common::bin("spx-sim")
+        .args(["nominal-psf", "--preset", "mini", "--cameras", "b0", "-o"])
+        .arg(&nominal)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut sig = Vec::new();
+    let mut means: Vec<f64> = Vec::new();
+    for (name, psf) in [("true", &tpsf), ("fitted", &fitted), ("nominal", &nominal)] {
+        let out = d.join(format!("frame-{name}.fits"));
+        let o = common::bin("spx-extract")
+            .arg("-i")
+            .arg(&sci)
+            .arg("-p")
+            .arg(psf)
+            .arg("-o")
+            .arg(&out)
+            .args(["-w", &grid, "-n", "10", "--bundlesize", "10"])
+            .env("SPX_THREADS", "2")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let frame = spx::io::frame::Frame::read(&out).unwrap();
+        assert_eq!(frame.nwave(), 400);
+        let (mean, sigma, n) = frame_pulls(&frame, t, 10);
+        eprintln!("{name} PSF: pulls n {n} mean {mean:.4} σ {sigma:.4}");
+        // sanity: the extraction against truth is near unit pulls (preproc's ivar from the
+        // data, not the model, shifts the mean by a few 0.1σ and widens σ by a few %)
+        assert!(
+            n > 3000 && (0.9..1.15).contains(&sigma),
+            "{name}: n {n} σ {sigma}"
+        );
+        sig.push(sigma);
+        means.push(mean);
+    }
+    assert!(
+        (sig[1] - sig[0]).abs() <= 0.02,
+        "pull σ with the fitted PSF {} vs the true PSF {}",
+        sig[1],
+        sig[0]
+    );
+    assert!(
+        (means[1] - means[0]).abs() <= 0.02,
+        "pull mean with the fitted PSF {} vs the true PSF {}",
+        means[1],
+        means[0]
+    );
+    assert!(
+        (means[2] - means[0]).abs() > 0.1,
+        "the nominal PSF should be told apart: means {means:?}"
+    );
 }
 
 #[test]
@@ -723,5 +963,19 @@ fn desi_bench_check() {
     let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
     let es = max_rel_sigma(&fit, &truth, &all);
     let bad = status_row(&fit).iter().filter(|&&s| s != 0.0).count();
-    println!("desi r0: x rms {ex:.4} px, y rms {ey:.4} px, max |sigma/truth - 1| {es:.4}, {bad} fibers with STATUS != 0");
+    // largest GH-1-1/4-0/0-4 error over fibers and on-CCD wavelengths
+    let mut egh: f64 = 0.0;
+    for name in ["GH-1-1", "GH-4-0", "GH-0-4"] {
+        let (rf, rt) = (param_row(&fit, name), param_row(&truth, name));
+        for f in 0..truth.nfiber() {
+            for w in linspace(fit.param_wmin, fit.param_wmax, 20) {
+                let u = 2.0 * (w - fit.param_wmin) / (fit.param_wmax - fit.param_wmin) - 1.0;
+                let cf = fit.param_coeff.slice(ndarray::s![rf, f, ..]).to_vec();
+                let ct = truth.param_coeff.slice(ndarray::s![rt, f, ..]).to_vec();
+                let d = spx::psf::legendre::legval(u, &cf) - spx::psf::legendre::legval(u, &ct);
+                egh = egh.max(d.abs());
+            }
+        }
+    }
+    println!("desi r0: x rms {ex:.4} px, y rms {ey:.4} px, max |sigma/truth - 1| {es:.4}, max |GH - truth| {egh:.4} (GH-1-1/4-0/0-4 true 0.01/0.01/0.015), {bad} fibers with STATUS != 0");
 }

@@ -84,10 +84,14 @@ pub struct PsfOpts {
     #[arg(long, value_name = "XX,XY,YX,YY", value_delimiter = ',', default_values_t = [2, 0, 2, 0])]
     #[serde(default = "default_degrees")]
     pub degrees: Vec<usize>,
-    /// Keep the input GHSIGX/GHSIGY (fit traces and wavelength solution only)
+    /// Keep the input GHSIGX/GHSIGY and GH terms (fit traces and wavelength solution only)
     #[arg(long)]
     #[serde(default)]
     pub no_width_fit: bool,
+    /// Keep the input GH-1-1, GH-4-0, GH-0-4 (fit the widths only)
+    #[arg(long)]
+    #[serde(default)]
+    pub no_gh_fit: bool,
     /// Fibers per bundle (default: the instrument's, else 25)
     #[arg(long)]
     #[serde(default)]
@@ -182,6 +186,7 @@ pub fn run(opts: &PsfOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     };
     let mut fopts = PsfFitOptions {
         fit_widths: !opts.no_width_fit,
+        fit_gh: !opts.no_width_fit && !opts.no_gh_fit,
         ..Default::default()
     };
     fopts.bundle_size = opts

@@ -1,6 +1,7 @@
 //! PSF fitting from calibration exposures (reference/extraction.md §2–3): trace positions
 //! x(λ) from a continuum (flat) exposure, the wavelength solution y(λ) from arc lines, the
-//! Gauss-Hermite widths GHSIGX/GHSIGY per bundle, per-exposure trace shifts of any exposure
+//! Gauss-Hermite widths GHSIGX/GHSIGY and the GH-1-1, GH-4-0, GH-0-4 terms per bundle
+//! ([`shape`]), per-exposure trace shifts of any exposure
 //! ([`shift`]) and the nightly average of several PSFs ([`average`]).
 //!
 //! Strategy (as specex, but with the position and shape steps separated): every measurement is
@@ -12,7 +13,7 @@
 //! parameters, is flagged in the STATUS row, and does not fail the camera.
 //!
 //! STATUS codes (coefficient 0 of the STATUS row, per fiber): 0 fitted; -1 not fitted (no arc
-//! given, or width fit off); 1 width fit failed numerically; 2 too few usable arc spots in the
+//! given, or width fit off); 1 shape (width/GH) fit failed numerically; 2 too few usable arc spots in the
 //! bundle; 3 fiber without trace measurements (traces interpolated from its neighbours).
 
 pub mod average;
@@ -64,6 +65,10 @@ pub struct PsfFitOptions {
     pub max_ydeg: usize,
     /// Fit GHSIGX/GHSIGY.
     pub fit_widths: bool,
+    /// Also fit the GH terms of [`shape::GH_FIT`] (after the widths; needs `fit_widths`).
+    pub fit_gh: bool,
+    /// Legendre degree in wavelength of the per-bundle GH corrections.
+    pub gh_deg: usize,
     /// Minimum S/N of a spot used in the width fit.
     pub min_snr_shape: f64,
     /// Minimum number of spots per bundle for the width fit.
@@ -84,6 +89,8 @@ impl Default for PsfFitOptions {
             min_lines: 3,
             max_ydeg: 3,
             fit_widths: true,
+            fit_gh: true,
+            gh_deg: 2,
             min_snr_shape: 10.0,
             min_spots: 8,
             bundle_size: 25,
@@ -92,13 +99,17 @@ impl Default for PsfFitOptions {
 }
 
 /// Per-bundle summary written to the PSF header (`BnnRCHI2`, `BnnNDATA`, `BnnNPAR`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BundleReport {
     pub rchi2: f64,
     pub ndata: usize,
     pub npar: usize,
     /// Bundle status (see the module doc).
     pub status: f64,
+    /// Width factors at the bundle centre and mid-range (GHSIGX, GHSIGY: fitted / input).
+    pub width_factors: (f64, f64),
+    /// GH-i-j corrections added to every fiber of the bundle, with their 1σ errors.
+    pub gh: Vec<shape::GhCorrection>,
 }
 
 /// Summary of a PSF fit.
@@ -343,7 +354,7 @@ pub fn fit_psf(
     Ok((psf, report))
 }
 
-/// Per-bundle width fits (parallel), folded into the GHSIGX/GHSIGY rows.
+/// Per-bundle shape fits (parallel), folded into the GHSIGX/GHSIGY and GH-i-j rows.
 fn fit_widths(
     arc: &PreprocImage,
     psf: &GaussHermitePsf,
@@ -354,19 +365,18 @@ fn fit_widths(
     let nf = psf.nfiber();
     let bsize = opts.bundle_size.clamp(1, nf.max(1));
     let nb = nf.div_ceil(bsize);
+    let shape_opts = shape::ShapeOptions {
+        halfx: opts.halfx,
+        min_snr: opts.min_snr_shape,
+        min_spots: opts.min_spots,
+        fit_gh: opts.fit_gh,
+        gh_deg: opts.gh_deg,
+    };
     let results: Vec<_> = (0..nb)
         .into_par_iter()
         .map(|b| {
             let fibers = b * bsize..((b + 1) * bsize).min(nf);
-            let r = shape::fit_bundle_widths(
-                arc,
-                psf,
-                fibers.clone(),
-                meas,
-                opts.halfx,
-                opts.min_snr_shape,
-                opts.min_spots,
-            );
+            let r = shape::fit_bundle_shape(arc, psf, fibers.clone(), meas, &shape_opts);
             (fibers, r)
         })
         .collect();
@@ -386,7 +396,7 @@ fn fit_widths(
                 for (k, f) in fibers.clone().enumerate() {
                     for (i, &w) in waves.iter().enumerate() {
                         let base = (psf.xsigma(f, w), psf.ysigma(f, w));
-                        let (sx, sy) = shape::corrected(&fit.theta, &fibers, f, w, w0, w1, base);
+                        let (sx, sy) = shape::corrected(&fit.widths, &fibers, f, w, w0, w1, base);
                         vx[[k, i]] = sx;
                         vy[[k, i]] = sy;
                     }
@@ -400,23 +410,44 @@ fn fit_widths(
                         coeff[[iy, f, c]] = fy.coeff[[k, c]];
                     }
                 }
+                // GH corrections are Legendre series in the PSF's own normalised wavelength:
+                // they add to the fiber's coefficients directly.
+                for g in &fit.gh {
+                    let row = ensure_row(&mut names, &mut coeff, &format!("GH-{}-{}", g.i, g.j));
+                    for f in fibers.clone() {
+                        for (d, b) in g.coeff.iter().enumerate().take(ncoef) {
+                            coeff[[row, f, d]] += b;
+                        }
+                    }
+                    log::debug!(
+                        "bundle {b}: GH-{}-{} += {:?} ± {:?}",
+                        g.i,
+                        g.j,
+                        g.coeff,
+                        g.err
+                    );
+                }
                 let dof = fit.ndata.saturating_sub(fit.npar).max(1);
                 report.bundles[b] = BundleReport {
                     rchi2: fit.chi2 / dof as f64,
                     ndata: fit.ndata,
                     npar: fit.npar,
                     status: STATUS_OK,
+                    width_factors: (1.0 + fit.widths[0], 1.0 + fit.widths[3]),
+                    gh: fit.gh.clone(),
                 };
                 log::debug!(
                     "bundle {b}: {} spots, rchi2 {:.3}, widths ×({:.4}, {:.4})",
                     fit.nspots,
                     fit.chi2 / dof as f64,
-                    1.0 + fit.theta[0],
-                    1.0 + fit.theta[3]
+                    1.0 + fit.widths[0],
+                    1.0 + fit.widths[3]
                 );
             }
             Err(e) => {
-                log::warn!("bundle {b}: width fit failed ({e}); keeping the input widths");
+                log::warn!(
+                    "bundle {b}: shape fit failed ({e}); keeping the input widths and GH terms"
+                );
                 let status = match e {
                     shape::ShapeError::TooFewSpots(..) => STATUS_TOO_FEW_SPOTS,
                     _ => STATUS_FIT_FAILED,
