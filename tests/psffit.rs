@@ -300,6 +300,19 @@ fn rms(
     (s / n as f64).sqrt()
 }
 
+fn all_fibers(psf: &GaussHermitePsf) -> Vec<usize> {
+    (0..psf.nfiber()).collect()
+}
+
+/// rms errors (x, y) in pixels of the traces of every fiber of `truth`.
+fn trace_rms(fit: &GaussHermitePsf, truth: &GaussHermitePsf) -> (f64, f64) {
+    let all = all_fibers(truth);
+    (
+        rms(fit, truth, &all, |p, f, w| p.x(f, w)),
+        rms(fit, truth, &all, |p, f, w| p.y(f, w)),
+    )
+}
+
 fn max_rel_sigma(fit: &GaussHermitePsf, truth: &GaussHermitePsf, fibers: &[usize]) -> f64 {
     let mut m: f64 = 0.0;
     for &fib in fibers {
@@ -320,6 +333,13 @@ fn run_psf(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs spx-psf with `args` and `-o out`, which must succeed, and reads the PSF it wrote.
+fn fit_psf(args: &[&str], out: &Path) -> GaussHermitePsf {
+    let o = run_psf(&[args, &["-o", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    spx::io::psf::read(out).unwrap()
+}
+
 fn status_row(psf: &GaussHermitePsf) -> Vec<f64> {
     let r = psf
         .param_names
@@ -338,31 +358,25 @@ fn flat_and_arc_recover_the_truth_psf() {
     let (arc, tpsf) = sim(dir.path(), "arc", 2, &["--preset", "mini"]);
     let truth = spx::io::psf::read(&tpsf).unwrap();
     let out = dir.path().join("psf-r0-00000002.fits");
-    let o = run_psf(&[
-        "--arc",
-        arc.to_str().unwrap(),
-        "--flat",
-        flat.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let fit = spx::io::psf::read(&out).unwrap();
+    let fit = fit_psf(
+        &[
+            "--arc",
+            arc.to_str().unwrap(),
+            "--flat",
+            flat.to_str().unwrap(),
+        ],
+        &out,
+    );
     let nominal = spx::sim::psfmodel::nominal_psf(
         &Instrument::preset("mini").unwrap(),
         Instrument::preset("mini").unwrap().camera("r0").unwrap().0,
         0,
     )
     .unwrap();
-    let all: Vec<usize> = (0..20).collect();
-    let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
-    let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
-    let es = max_rel_sigma(&fit, &truth, &all);
-    let (x0, y0) = (
-        rms(&nominal, &truth, &all, |p, f, w| p.x(f, w)),
-        rms(&nominal, &truth, &all, |p, f, w| p.y(f, w)),
-    );
-    let s0 = max_rel_sigma(&nominal, &truth, &all);
+    let (ex, ey) = trace_rms(&fit, &truth);
+    let es = max_rel_sigma(&fit, &truth, &all_fibers(&truth));
+    let (x0, y0) = trace_rms(&nominal, &truth);
+    let s0 = max_rel_sigma(&nominal, &truth, &all_fibers(&truth));
     eprintln!("x rms {ex:.4} px, y rms {ey:.4} px, max |σ/σtrue-1| {es:.4} (nominal start: {x0:.3}, {y0:.3}, {s0:.3})");
     // Issue 5: x and y rms < 0.02 px, widths within 1%. Noise floor: a 16-row band of the
     // flat measures x to ~σ/√N ≲ 0.01 px, each fiber's y(λ) averages tens of lines measured
@@ -425,20 +439,17 @@ fn arc_and_flat_traces_on_b0_and_z0() {
         let (arc, tpsf) = sim_cam(dir.path(), cam, "arc", 2, &["--preset", "mini"]);
         let truth = spx::io::psf::read(&tpsf).unwrap();
         let out = dir.path().join(format!("psf-{cam}.fits"));
-        let o = run_psf(&[
-            "--arc",
-            arc.to_str().unwrap(),
-            "--flat",
-            flat.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let fit = spx::io::psf::read(&out).unwrap();
-        let all: Vec<usize> = (0..20).collect();
-        let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
-        let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
-        let es = max_rel_sigma(&fit, &truth, &all);
+        let fit = fit_psf(
+            &[
+                "--arc",
+                arc.to_str().unwrap(),
+                "--flat",
+                flat.to_str().unwrap(),
+            ],
+            &out,
+        );
+        let (ex, ey) = trace_rms(&fit, &truth);
+        let es = max_rel_sigma(&fit, &truth, &all_fibers(&truth));
         eprintln!("{cam}: x rms {ex:.4} px, y rms {ey:.4} px, max |σ/σtrue-1| {es:.4}");
         assert!(ex < 0.02, "{cam}: x rms {ex}");
         assert!(ey < 0.02, "{cam}: y rms {ey}");
@@ -519,8 +530,7 @@ fn gh_terms_recovered_from_a_zeroed_start() {
             assert!((fit.param_coeff[[r, f, 0]] - g.coeff[0]).abs() < 1e-12);
         }
     }
-    let all: Vec<usize> = (0..20).collect();
-    let es = max_rel_sigma(&fit, &truth, &all);
+    let es = max_rel_sigma(&fit, &truth, &all_fibers(&truth));
     eprintln!("max |σ/σtrue-1| {es:.4}");
     assert!(es < 0.01, "sigma error {es}");
 
@@ -707,16 +717,15 @@ fn dead_fiber_and_missing_lines() {
     let (arc, tpsf) = sim(dir.path(), "arc", 2, &extra);
     let truth = spx::io::psf::read(&tpsf).unwrap();
     let out = dir.path().join("psf.fits");
-    let o = run_psf(&[
-        "--arc",
-        arc.to_str().unwrap(),
-        "--flat",
-        flat.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let fit = spx::io::psf::read(&out).unwrap();
+    let fit = fit_psf(
+        &[
+            "--arc",
+            arc.to_str().unwrap(),
+            "--flat",
+            flat.to_str().unwrap(),
+        ],
+        &out,
+    );
     let live: Vec<usize> = (0..20).filter(|&f| f != 4).collect();
     let ex = rms(&fit, &truth, &live, |p, f, w| p.x(f, w));
     let ey = rms(&fit, &truth, &live, |p, f, w| p.y(f, w));
@@ -749,24 +758,18 @@ fn shift_moves_traces_to_the_exposure() {
     let input = spx::io::psf::read(&arc_psf).unwrap();
     let truth = spx::io::psf::read(&sci_psf).unwrap();
     let out = dir.path().join("psf-shifted.fits");
-    let o = run_psf(&[
-        "--shift",
-        "-i",
-        sci.to_str().unwrap(),
-        "--input-psf",
-        arc_psf.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let fit = spx::io::psf::read(&out).unwrap();
-    let all: Vec<usize> = (0..20).collect();
-    let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
-    let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
-    let (x0, y0) = (
-        rms(&input, &truth, &all, |p, f, w| p.x(f, w)),
-        rms(&input, &truth, &all, |p, f, w| p.y(f, w)),
+    let fit = fit_psf(
+        &[
+            "--shift",
+            "-i",
+            sci.to_str().unwrap(),
+            "--input-psf",
+            arc_psf.to_str().unwrap(),
+        ],
+        &out,
     );
+    let (ex, ey) = trace_rms(&fit, &truth);
+    let (x0, y0) = trace_rms(&input, &truth);
     eprintln!("shift: x rms {ex:.4}, y rms {ey:.4} (input {x0:.3}, {y0:.3})");
     // The flexure moves every trace rigidly: the shifted traces must match within 0.02 px
     // (sky lines measure y to a few 0.01 px each; tens of them per fiber).
@@ -833,15 +836,7 @@ fn desispec_reads_our_psf_with_the_same_traces() {
     let dir = tempfile::tempdir().unwrap();
     let (flat, _) = sim(dir.path(), "flat", 1, &["--preset", "mini"]);
     let out = dir.path().join("psf-traces.fits");
-    let o = run_psf(&[
-        "--traces-only",
-        "--flat",
-        flat.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let fit = spx::io::psf::read(&out).unwrap();
+    let fit = fit_psf(&["--traces-only", "--flat", flat.to_str().unwrap()], &out);
     // desispec's XYTraceSet evaluates through specter's TraceSet. The test env has desispec
     // but not specter (not on PyPI); when it is missing, a stand-in with specter's formula
     // (numpy legval on 2(w-wmin)/(wmax-wmin)-1) goes on PYTHONPATH. The file reading, HDU
@@ -958,10 +953,8 @@ fn desi_bench_check() {
     let dir = PathBuf::from(std::env::var("SPX_BENCH_DIR").expect("SPX_BENCH_DIR"));
     let truth = spx::io::psf::read(dir.join("psf-truth.fits")).unwrap();
     let fit = spx::io::psf::read(dir.join("psf-fit.fits")).unwrap();
-    let all: Vec<usize> = (0..truth.nfiber()).collect();
-    let ex = rms(&fit, &truth, &all, |p, f, w| p.x(f, w));
-    let ey = rms(&fit, &truth, &all, |p, f, w| p.y(f, w));
-    let es = max_rel_sigma(&fit, &truth, &all);
+    let (ex, ey) = trace_rms(&fit, &truth);
+    let es = max_rel_sigma(&fit, &truth, &all_fibers(&truth));
     let bad = status_row(&fit).iter().filter(|&&s| s != 0.0).count();
     // largest GH-1-1/4-0/0-4 error over fibers and on-CCD wavelengths
     let mut egh: f64 = 0.0;
