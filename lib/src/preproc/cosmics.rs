@@ -190,11 +190,10 @@ pub fn reject_cosmic_rays(
         .residual
         .then(|| residual_along_columns(pix_v, &tivar, ny, nx));
     log::debug!("cosmics: setup {:.3} s", t0.elapsed().as_secs_f64());
-    let mut scratch = Scratch::default();
-    let (mut rejected_list, seen) = find(pix_v, &mut tivar, ny, nx, grad, p, &mut scratch);
+    let (mut rejected_list, seen) = find(pix_v, &mut tivar, ny, nx, grad, p);
     drop(tivar);
     if let Some((res, mut res_ivar)) = residual {
-        let more: Vec<usize> = find(&res, &mut res_ivar, ny, nx, grad, p, &mut scratch)
+        let more: Vec<usize> = find(&res, &mut res_ivar, ny, nx, grad, p)
             .0
             .into_iter()
             .filter(|&i| !seen[i])
@@ -226,15 +225,6 @@ pub fn reject_cosmic_rays(
         t1.elapsed().as_secs_f64()
     );
     out
-}
-
-/// Work buffers of [`find`], reused between the searches on the image and on its residual
-/// (fresh 4k × 4k buffers cost as much in page faults as the search itself).
-#[derive(Default)]
-struct Scratch {
-    /// 2×2 block sums and their inverse variances (`[(ny−1)·(nx−1)]`)
-    block_sum: Vec<f32>,
-    block_ivar: Vec<f32>,
 }
 
 /// Rows either side of a pixel whose median models its background in
@@ -340,7 +330,6 @@ fn find(
     nx: usize,
     grad: [f64; 4],
     p: &CosmicParams,
-    scratch: &mut Scratch,
 ) -> (Vec<usize>, Vec<bool>) {
     let t0 = std::time::Instant::now();
     let interior = |i: usize| {
@@ -381,7 +370,7 @@ fn find(
     if p.binned {
         let t1 = std::time::Instant::now();
         let mut extra = 0;
-        for i in binned_seeds(pix_v, tivar, ny, nx, p, scratch) {
+        for i in binned_seeds(pix_v, tivar, ny, nx, p) {
             if !rejected[i] {
                 rejected[i] = true;
                 rejected_list.push(i);
@@ -472,108 +461,115 @@ fn binned_gradients() -> [f64; 4] {
 /// from [`binned_gradients`]); a block with a masked pixel is not tested. The pixels of a
 /// rejected block standing 3σ above the background (a quarter of the faintest of the eight
 /// neighbouring blocks) are returned.
-fn binned_seeds(
-    pix: &[f32],
-    tivar: &[f32],
-    ny: usize,
-    nx: usize,
-    p: &CosmicParams,
-    scratch: &mut Scratch,
-) -> Vec<usize> {
+fn binned_seeds(pix: &[f32], tivar: &[f32], ny: usize, nx: usize, p: &CosmicParams) -> Vec<usize> {
     if ny < 6 || nx < 6 {
         return Vec::new();
     }
     let (bny, bnx) = (ny - 1, nx - 1);
-    // every block is written below, so reused buffers need no clearing
-    scratch.block_sum.resize(bny * bnx, 0.0);
-    scratch.block_ivar.resize(bny * bnx, 0.0);
-    let (s, siv) = (&mut scratch.block_sum, &mut scratch.block_ivar);
-    s.par_chunks_mut(bnx)
-        .zip(siv.par_chunks_mut(bnx))
-        .enumerate()
-        .for_each(|(y, (srow, vrow))| {
-            // pixel variances of the two rows, each computed once instead of once per block
-            let var_row = |yy: usize| -> Vec<f64> {
-                tivar[yy * nx..(yy + 1) * nx]
-                    .iter()
-                    .map(|&t| if t > 0.0 { 1.0 / f64::from(t) } else { 0.0 })
-                    .collect()
-            };
-            let (v0, v1) = (var_row(y), var_row(y + 1));
-            let (t0, t1) = (
-                &tivar[y * nx..(y + 1) * nx],
-                &tivar[(y + 1) * nx..(y + 2) * nx],
-            );
-            let (p0, p1) = (&pix[y * nx..(y + 1) * nx], &pix[(y + 1) * nx..(y + 2) * nx]);
-            for x in 0..bnx {
-                if t0[x] <= 0.0 || t0[x + 1] <= 0.0 || t1[x] <= 0.0 || t1[x + 1] <= 0.0 {
-                    srow[x] = 0.0;
-                    vrow[x] = 0.0;
-                    continue;
-                }
-                let sum: f64 = [p0[x], p0[x + 1], p1[x], p1[x + 1]]
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .sum();
-                let var: f64 = [v0[x], v0[x + 1], v1[x], v1[x + 1]].iter().sum();
-                srow[x] = sum as f32;
-                vrow[x] = (1.0 / var) as f32;
-            }
-        });
-    let (s, siv) = (&scratch.block_sum[..], &scratch.block_ivar[..]);
     let bgrad = binned_gradients();
-    let t = Tester {
-        px: Pixels { pix: s, tivar: siv },
-        found: None,
-        nx: bnx,
-        grad: bgrad,
-        c2fudge: p.c2fudge,
-    };
-    // every block position is tested (all four binning phases), with neighbours two pixels
-    // (one block) away
-    let blocks: Vec<usize> = (2..bny - 2)
+    // Block rows 2..bny−2 are tested (neighbours two pixels, one block, away), in bands of
+    // BINNED_BAND rows: each band computes the sums of its blocks and of 2 block rows either
+    // side into a buffer of its own, small enough to stay in cache (whole-image buffers cost
+    // as much in page faults as the test itself); a block's sum does not depend on the band.
+    let nband = (bny - 4).div_ceil(BINNED_BAND);
+    let mut out: Vec<usize> = (0..nband)
         .into_par_iter()
-        .flat_map_iter(|y| {
-            let t = &t;
-            (2..bnx - 2).filter_map(move |x| {
-                let i = y * bnx + x;
-                let sn = f64::from(t.px.pix[i]) * f64::from(t.px.tivar[i]).sqrt();
-                (sn > p.nsig && t.is_cosmic_step(i, 2, p.nsig, p.cfudge)).then_some(i)
-            })
+        .flat_map_iter(|band| {
+            let y0 = 2 + band * BINNED_BAND;
+            let y1 = (y0 + BINNED_BAND).min(bny - 2);
+            let r0 = y0 - 2;
+            let rows = y1 + 2 - r0;
+            let mut s = vec![0f32; rows * bnx];
+            let mut siv = vec![0f32; rows * bnx];
+            for (k, (srow, vrow)) in s.chunks_mut(bnx).zip(siv.chunks_mut(bnx)).enumerate() {
+                block_row(pix, tivar, nx, r0 + k, srow, vrow);
+            }
+            let t = Tester {
+                px: Pixels {
+                    pix: &s,
+                    tivar: &siv,
+                },
+                found: None,
+                nx: bnx,
+                grad: bgrad,
+                c2fudge: p.c2fudge,
+            };
+            let mut seeds = Vec::new();
+            for y in y0..y1 {
+                for x in 2..bnx - 2 {
+                    let i = (y - r0) * bnx + x;
+                    let sn = f64::from(s[i]) * f64::from(siv[i]).sqrt();
+                    if !(sn > p.nsig && t.is_cosmic_step(i, 2, p.nsig, p.cfudge)) {
+                        continue;
+                    }
+                    let mut bg = f64::INFINITY;
+                    for (dy, dx) in [
+                        (-2, -2),
+                        (-2, 0),
+                        (-2, 2),
+                        (0, -2),
+                        (0, 2),
+                        (2, -2),
+                        (2, 0),
+                        (2, 2),
+                    ] {
+                        let j = (i as isize + dy * bnx as isize + dx) as usize;
+                        if siv[j] > 0.0 {
+                            bg = bg.min(f64::from(s[j]) / 4.0);
+                        }
+                    }
+                    if !bg.is_finite() {
+                        bg = 0.0;
+                    }
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let q = (y + dy) * nx + x + dx;
+                        if (f64::from(pix[q]) - bg) * f64::from(tivar[q]).sqrt() > 3.0 {
+                            seeds.push(q);
+                        }
+                    }
+                }
+            }
+            seeds
         })
         .collect();
-    let mut out = Vec::new();
-    for b in blocks {
-        let (y, x) = (b / bnx, b % bnx);
-        let mut bg = f64::INFINITY;
-        for (dy, dx) in [
-            (-2, -2),
-            (-2, 0),
-            (-2, 2),
-            (0, -2),
-            (0, 2),
-            (2, -2),
-            (2, 0),
-            (2, 2),
-        ] {
-            let j = ((y as isize + dy) as usize) * bnx + (x as isize + dx) as usize;
-            if siv[j] > 0.0 {
-                bg = bg.min(f64::from(s[j]) / 4.0);
-            }
-        }
-        if !bg.is_finite() {
-            bg = 0.0;
-        }
-        for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-            let i = (y + dy) * nx + x + dx;
-            if (f64::from(pix[i]) - bg) * f64::from(tivar[i]).sqrt() > 3.0 {
-                out.push(i);
-            }
-        }
-    }
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// Block rows per band of [`binned_seeds`] (a band's buffers: (64 + 4) × 4k × 8 bytes).
+const BINNED_BAND: usize = 64;
+
+/// Sums `srow` of the 2×2 blocks of pixel rows `y`, `y + 1` starting at each column, and
+/// their inverse variances `vrow` (0 where a pixel has no information).
+fn block_row(pix: &[f32], tivar: &[f32], nx: usize, y: usize, srow: &mut [f32], vrow: &mut [f32]) {
+    // pixel variances of the two rows, each computed once instead of once per block
+    let var_row = |yy: usize| -> Vec<f64> {
+        tivar[yy * nx..(yy + 1) * nx]
+            .iter()
+            .map(|&t| if t > 0.0 { 1.0 / f64::from(t) } else { 0.0 })
+            .collect()
+    };
+    let (v0, v1) = (var_row(y), var_row(y + 1));
+    let (t0, t1) = (
+        &tivar[y * nx..(y + 1) * nx],
+        &tivar[(y + 1) * nx..(y + 2) * nx],
+    );
+    let (p0, p1) = (&pix[y * nx..(y + 1) * nx], &pix[(y + 1) * nx..(y + 2) * nx]);
+    for x in 0..nx - 1 {
+        if t0[x] <= 0.0 || t0[x + 1] <= 0.0 || t1[x] <= 0.0 || t1[x + 1] <= 0.0 {
+            srow[x] = 0.0;
+            vrow[x] = 0.0;
+            continue;
+        }
+        let sum: f64 = [p0[x], p0[x + 1], p1[x], p1[x + 1]]
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum();
+        let var: f64 = [v0[x], v0[x + 1], v1[x], v1[x + 1]].iter().sum();
+        srow[x] = sum as f32;
+        vrow[x] = (1.0 / var) as f32;
+    }
 }
 
 /// Offsets (row, column) from the centre of desispec's `LinearSelectionElement(11, 11, angle)`
