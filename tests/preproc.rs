@@ -107,6 +107,38 @@ fn preproc(args: &[&str]) -> assert_cmd::assert::Assert {
     common::bin("spx-preproc").args(args).arg("-q").assert()
 }
 
+/// `spx-preproc -i RAW --camera CAM -o OUT EXTRA… -q`, required to succeed.
+fn preproc_ok(raw: &Path, cam: &str, out: &Path, extra: &[&str]) {
+    let mut args = vec!["-i", s(raw), "--camera", cam, "-o", s(out)];
+    args.extend_from_slice(extra);
+    preproc(&args).success();
+}
+
+/// Mean and standard deviation of pulls (image − truth)·√ivar.
+#[derive(Default)]
+struct Pulls {
+    n: f64,
+    sum: f64,
+    sum2: f64,
+}
+
+impl Pulls {
+    fn add(&mut self, image: f32, truth: f64, ivar: f32) {
+        let p = (f64::from(image) - truth) * f64::from(ivar).sqrt();
+        self.n += 1.0;
+        self.sum += p;
+        self.sum2 += p * p;
+    }
+
+    fn mean(&self) -> f64 {
+        self.sum / self.n
+    }
+
+    fn sigma(&self) -> f64 {
+        (self.sum2 / self.n - self.mean().powi(2)).sqrt()
+    }
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -126,16 +158,7 @@ fn recovers_the_truth_image_with_consistent_ivar_and_read_noise() {
         11,
     );
     let out = dir.path().join("preproc.fits");
-    preproc(&[
-        "-i",
-        s(&sim.raw),
-        "--camera",
-        "b0",
-        "-o",
-        s(&out),
-        "--no-cosmics",
-    ])
-    .success();
+    preproc_ok(&sim.raw, "b0", &out, &["--no-cosmics"]);
     let img = spx::io::preproc::read(&out).unwrap();
     assert_eq!(img.shape(), (cam.ccd.ny, cam.ccd.nx));
     assert_eq!(img.header.get_str("CAMERA").as_deref(), Some("b0"));
@@ -147,21 +170,17 @@ fn recovers_the_truth_image_with_consistent_ivar_and_read_noise() {
     // V ≥ 260 e⁻² here the expected σ is ≤ 1.006; the sampling error of σ over N = 240000
     // pixels is 1/√(2N) = 0.0014. So |σ − 1| < 0.02 holds with room, and the mean must sit
     // at the predicted bias within 5/√N.
-    let (mut n, mut sum, mut sum2, mut bias) = (0.0, 0.0, 0.0, 0.0);
+    let (mut pulls, mut bias) = (Pulls::default(), 0.0);
     for ((y, x), &v) in img.image.indexed_iter() {
         if img.mask[[y, x]] != 0 {
             continue;
         }
         let t = sim.truth[[y, x]];
-        let p = (f64::from(v) - t) * f64::from(img.ivar[[y, x]]).sqrt();
+        pulls.add(v, t, img.ivar[[y, x]]);
         let rn = f64::from(img.readnoise.as_ref().unwrap()[[y, x]]);
         bias += -0.5 / (t + rn * rn).sqrt();
-        n += 1.0;
-        sum += p;
-        sum2 += p * p;
     }
-    let mean = sum / n;
-    let sigma = (sum2 / n - mean * mean).sqrt();
+    let (n, mean, sigma) = (pulls.n, pulls.mean(), pulls.sigma());
     let bias = bias / n;
     eprintln!("pulls: N={n} mean={mean:.4} (expected {bias:.4}) sigma={sigma:.4}");
     assert!(
@@ -377,7 +396,7 @@ fn cosmic_rays_are_masked_and_clean_pixels_are_not() {
             21 + k,
         );
         let out = dir.path().join(format!("preproc{k}.fits"));
-        preproc(&["-i", s(&sim.raw), "--camera", "b0", "-o", s(&out)]).success();
+        preproc_ok(&sim.raw, "b0", &out, &[]);
         let img = spx::io::preproc::read(&out).unwrap();
         score.add(&sim.truth, &sim.cosmics, &img);
     }
@@ -413,7 +432,7 @@ fn spx_sim_exposures_with_cosmics() {
         }
         cmd.assert().success();
         let out = dir.path().join(format!("preproc-{kind}-{cam}-{seed}.fits"));
-        preproc(&["-i", s(&raw), "--camera", cam, "-o", s(&out)]).success();
+        preproc_ok(&raw, cam, &out, &[]);
         let img = spx::io::preproc::read(&out).unwrap();
         let t = spx::io::simtruth::SimTruth::read(&truth).unwrap();
         let ct = t.camera(cam).unwrap();
@@ -429,19 +448,15 @@ fn spx_sim_exposures_with_cosmics() {
         let (img, expected, deposit) = sim("flat", "b0", 50, Some("1000"));
         // pulls where the true variance V ≥ 200 e⁻² (data-derived variance: σ ≈ 1 + 1.5/V,
         // see recovers_the_truth_image…) and no cosmic ray or mask
-        let (mut n, mut s1, mut s2) = (0.0, 0.0, 0.0);
+        let mut pulls = Pulls::default();
         for ((y, x), &v) in img.image.indexed_iter() {
             let t = expected[[y, x]];
             if img.mask[[y, x]] != 0 || deposit[[y, x]] > 0.0 || t < 190.0 {
                 continue;
             }
-            let p = (f64::from(v) - t) * f64::from(img.ivar[[y, x]]).sqrt();
-            n += 1.0;
-            s1 += p;
-            s2 += p * p;
+            pulls.add(v, t, img.ivar[[y, x]]);
         }
-        let mean = s1 / n;
-        let sigma = (s2 / n - mean * mean).sqrt();
+        let (n, mean, sigma) = (pulls.n, pulls.mean(), pulls.sigma());
         eprintln!("spx-sim flat pulls (V ≥ 200): N={n} mean={mean:.4} sigma={sigma:.4}");
         assert!(n > 10000.0, "{n}");
         assert!((sigma - 1.0).abs() < 0.02, "{sigma}");
@@ -462,12 +477,12 @@ fn spx_sim_exposures_with_cosmics() {
             lamps.add(&expected, &deposit, &img);
         }
     }
-    // Measured (spx-sim science, 12 exposures): 284/287 hits masked (98.95%; 95% needs ≥ 273
-    // of 287, and the binomial σ of the count is 1.7 hits); 0.0990% of the clean pixels
-    // masked, nearly all of them 4–6 pixels from a deposit (the 3×3 dilation, 11-pixel line
-    // closings and 2×2 search reaching past the 3-pixel margin of "clean"): spurious
-    // detections more than 12 pixels from any hit are ≤ 0.02%. Lamps: 0.009% (were 2–52% per camera before
-    // the binned search used a sharp template and the column-residual search existed).
+    // Measured (spx-sim science, 12 exposures of the full-range mini): 843/848 hits masked
+    // (99.41%; 95% needs ≥ 806 of 848, and the binomial σ of the count is 2.2 hits); 0.0928%
+    // of the clean pixels masked, nearly all of them 4–6 pixels from a deposit (the 3×3
+    // dilation, 11-pixel line closings and 2×2 search reaching past the 3-pixel margin of
+    // "clean"). Lamps: 0.0081% (were 2–52% per camera before the binned search used a sharp
+    // template and the column-residual search existed).
     score.check("cosmics (spx-sim science, b0 r0 z0)", 0.001);
     lamps.check_false_only("cosmics (spx-sim arcs and flats, b0 r0 z0)", 0.001);
 }
@@ -487,8 +502,14 @@ fn bad_inputs_fail_with_one_line_naming_the_file_and_no_output() {
         3,
     );
     let out = dir.path().join("out.fits");
-    let check = |args: &[&str], needle: &str| {
-        let a = common::bin("spx-preproc").args(args).assert().code(1);
+    // `spx-preproc -i INPUT --camera CAM -o out.fits EXTRA…` must fail with one line
+    // containing `needle`, and write nothing
+    let check = |input: &str, cam: &str, extra: &[&str], needle: &str| {
+        let a = common::bin("spx-preproc")
+            .args(["-i", input, "--camera", cam, "-o", s(&out)])
+            .args(extra)
+            .assert()
+            .code(1);
         let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{err}");
@@ -496,38 +517,19 @@ fn bad_inputs_fail_with_one_line_naming_the_file_and_no_output() {
         assert!(!out.exists());
     };
     // unknown camera
-    check(
-        &["-i", s(&sim.raw), "--camera", "z9", "-o", s(&out)],
-        "raw.fits",
-    );
-    check(&["-i", s(&sim.raw), "--camera", "z9", "-o", s(&out)], "Z9");
+    check(s(&sim.raw), "z9", &[], "raw.fits");
+    check(s(&sim.raw), "z9", &[], "Z9");
     // a FITS file without the camera HDU (a preproc image)
     let pre = dir.path().join("preproc-b0.fits");
-    preproc(&["-i", s(&sim.raw), "--camera", "b0", "-o", s(&pre)]).success();
-    check(
-        &["-i", s(&pre), "--camera", "b0", "-o", s(&out)],
-        "preproc-b0.fits",
-    );
+    preproc_ok(&sim.raw, "b0", &pre, &[]);
+    check(s(&pre), "b0", &[], "preproc-b0.fits");
     // truncated raw file
     let bytes = std::fs::read(&sim.raw).unwrap();
     let trunc = dir.path().join("truncated.fits");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    check(
-        &["-i", s(&trunc), "--camera", "b0", "-o", s(&out)],
-        "truncated.fits",
-    );
+    check(s(&trunc), "b0", &[], "truncated.fits");
     // missing file
-    check(
-        &[
-            "-i",
-            "/nonexistent/raw.fits",
-            "--camera",
-            "b0",
-            "-o",
-            s(&out),
-        ],
-        "/nonexistent/raw.fits",
-    );
+    check("/nonexistent/raw.fits", "b0", &[], "/nonexistent/raw.fits");
     // a bias of the wrong shape names the bias file
     let small = dir.path().join("bias-small.fits");
     spx::preproc::calib::write_image(
@@ -539,33 +541,9 @@ fn bad_inputs_fail_with_one_line_naming_the_file_and_no_output() {
         &Provenance::default(),
     )
     .unwrap();
-    check(
-        &[
-            "-i",
-            s(&sim.raw),
-            "--camera",
-            "b0",
-            "-o",
-            s(&out),
-            "--bias",
-            s(&small),
-        ],
-        "bias-small.fits",
-    );
+    check(s(&sim.raw), "b0", &["--bias", s(&small)], "bias-small.fits");
     // --combine zero refuses preprocessed inputs (a bias keeps the raw shape)
-    check(
-        &[
-            "--combine",
-            "zero",
-            "-i",
-            s(&pre),
-            "--camera",
-            "b0",
-            "-o",
-            s(&out),
-        ],
-        "preproc-b0.fits",
-    );
+    check(s(&pre), "b0", &["--combine", "zero"], "preproc-b0.fits");
 }
 
 #[test]
@@ -666,19 +644,12 @@ fn nightly_bias_and_dark_from_zeros_and_darks() {
 
     // a dark exposure preprocessed with that bias and dark: image ≈ 0 on average
     let out = dir.path().join("preproc-dark.fits");
-    preproc(&[
-        "-i",
-        s(&darks[0].raw),
-        "--camera",
+    preproc_ok(
+        &darks[0].raw,
         "b0",
-        "--bias",
-        s(&bias),
-        "--dark",
-        s(&dark),
-        "-o",
-        s(&out),
-    ])
-    .success();
+        &out,
+        &["--bias", s(&bias), "--dark", s(&dark)],
+    );
     let img = spx::io::preproc::read(&out).unwrap();
     let good: Vec<f64> = img
         .image
@@ -725,16 +696,7 @@ fn agrees_with_desispec_preproc() {
         31,
     );
     let ours = dir.path().join("spx.fits");
-    preproc(&[
-        "-i",
-        s(&sim.raw),
-        "--camera",
-        "b0",
-        "-o",
-        s(&ours),
-        "--cosmics-desispec",
-    ])
-    .success();
+    preproc_ok(&sim.raw, "b0", &ours, &["--cosmics-desispec"]);
     let theirs = dir.path().join("desispec.fits");
     let script = common::workspace_root().join("tests/python/desispec_preproc.py");
     let o = std::process::Command::new(py)

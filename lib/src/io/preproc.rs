@@ -122,14 +122,28 @@ pub fn write(path: impl AsRef<Path>, img: &PreprocImage, prov: &Provenance) -> R
     let path = path.as_ref();
     let (ny, nx) = img.shape();
     let shape = [ny, nx];
-    let flat = |a: &Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
+    // borrow row-major arrays (a camera is 4k × 4k) rather than copy them
+    fn flat(a: &Array2<f32>) -> std::borrow::Cow<'_, [f32]> {
+        match a.as_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+        }
+    }
     if img.ivar.dim() != (ny, nx) || img.mask.dim() != (ny, nx) {
         return Err(FitsError::file(path, "IVAR/MASK shapes differ from IMAGE"));
     }
-    let mut w =
-        FitsWriter::create_with_primary_image(path, prov, "IMAGE", &shape, &flat(&img.image))?;
-    img.header.write(&mut w)?;
-    w.key("BUNIT", "electron")?;
+    // the header before the data (see create_with_primary_image_keys)
+    let mut w = FitsWriter::create_with_primary_image_keys(
+        path,
+        prov,
+        "IMAGE",
+        &shape,
+        &flat(&img.image),
+        |w| {
+            img.header.write(w)?;
+            w.key("BUNIT", "electron")
+        },
+    )?;
     w.image("IVAR", &shape, &flat(&img.ivar))?;
     w.key("BUNIT", "electron^-2")?;
     let mask: Vec<i32> = img.mask.iter().map(|&m| m as i32).collect();

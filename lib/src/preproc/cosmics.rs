@@ -67,9 +67,15 @@ impl Default for CosmicParams {
 /// Axis offsets (row, column): horizontal, vertical, and the two diagonals.
 const AXES: [(isize, isize); 4] = [(0, 1), (1, 0), (1, 1), (1, -1)];
 
-struct Tester<'a> {
+/// Where a [`Tester`] reads pixel values and inverse variances (0 = no information), by
+/// flat row-major index.
+struct Pixels<'a> {
     pix: &'a [f32],
     tivar: &'a [f32],
+}
+
+struct Tester<'a> {
+    px: Pixels<'a>,
     /// cosmic pixels found so far, when they are to be ignored as neighbours
     found: Option<&'a [bool]>,
     nx: usize,
@@ -85,19 +91,20 @@ impl Tester<'_> {
 
     /// [`Tester::is_cosmic`] with neighbours `step` pixels away along each axis.
     fn is_cosmic_step(&self, i: usize, step: isize, nsig: f64, cfudge: f64) -> bool {
-        let iv = f64::from(self.tivar[i]);
+        let iv = f64::from(self.px.tivar[i]);
         if iv <= 0.0 {
             return false;
         }
-        let val = f64::from(self.pix[i]);
+        let val = f64::from(self.px.pix[i]);
         let err = 1.0 / iv.sqrt();
         let mut first = 0;
         let mut second = false;
         for (a, &(d0, d1)) in AXES.iter().enumerate() {
-            let (mut nval, mut nvar, mut nside) = (0.0, 0.0, 0);
-            for s in [-1isize, 1] {
+            let (mut nval, mut nside) = (0.0, 0);
+            // the neighbours used on this axis (usize::MAX: skipped)
+            let mut used = [usize::MAX; 2];
+            for (u, s) in used.iter_mut().zip([-1isize, 1]) {
                 let j = (i as isize + s * step * (d0 * self.nx as isize + d1)) as usize;
-                let t = f64::from(self.tivar[j]);
                 if self.found.is_some_and(|f| f[j]) {
                     // A 2-pixel-wide track (charge split between two rows) has its twin next
                     // to it: desispec's substitution of the central value makes the twin
@@ -106,27 +113,46 @@ impl Tester<'_> {
                     continue;
                 }
                 nside += 1;
-                if t > 0.0 {
-                    nval += f64::from(self.pix[j]);
-                    nvar += 1.0 / t;
+                *u = j;
+                // a masked neighbour is replaced by the central pixel
+                nval += if self.px.tivar[j] > 0.0 {
+                    f64::from(self.px.pix[j])
                 } else {
-                    // a masked neighbour is replaced by the central pixel
-                    nval += val;
-                    nvar += err * err;
-                }
+                    val
+                };
             }
             if nside == 0 {
                 continue;
             }
             let k = nside as f64;
             nval /= k;
-            let nerr = nvar.sqrt() / k;
             if val > nval + nsig * err {
                 first += 1;
             }
-            second |= (val - cfudge * err) * self.c2fudge * self.grad[a] > nval + cfudge * nerr;
+            if !second {
+                let lhs = (val - cfudge * err) * self.c2fudge * self.grad[a];
+                // `lhs > nval + cfudge·nerr` cannot hold when `lhs ≤ nval` and cfudge ≥ 0:
+                // the neighbours' variance (two divisions) is only needed otherwise
+                if lhs > nval || cfudge.is_nan() || cfudge < 0.0 {
+                    let mut nvar = 0.0;
+                    for &j in used.iter().filter(|&&j| j != usize::MAX) {
+                        let t = f64::from(self.px.tivar[j]);
+                        nvar += if t > 0.0 { 1.0 / t } else { err * err };
+                    }
+                    let nerr = nvar.sqrt() / k;
+                    second = lhs > nval + cfudge * nerr;
+                }
+            }
+            // Stop once the answer is settled (this runs on every bright pixel of the camera):
+            // both tests passed, or too few axes are left to reach 2 sharp ones.
+            if first >= 2 && second {
+                return true;
+            }
+            if first + (AXES.len() - 1 - a) < 2 {
+                return false;
+            }
         }
-        first >= 2 && second
+        false
     }
 }
 
@@ -141,24 +167,34 @@ pub fn reject_cosmic_rays(
     p: &CosmicParams,
 ) -> Array2<bool> {
     let (ny, nx) = pix.dim();
-    let mut out = Array2::from_elem((ny, nx), false);
     if ny < 3 || nx < 3 {
-        return out;
+        return Array2::from_elem((ny, nx), false);
     }
-    let pix_v: Vec<f32> = pix.iter().copied().collect();
-    let tivar: Vec<f32> = ivar
+    let t0 = std::time::Instant::now();
+    // a camera image is 4k × 4k: borrow it rather than copy when it is in row-major order
+    let pix_owned: Vec<f32>;
+    let pix_v: &[f32] = match pix.as_slice() {
+        Some(s) => s,
+        None => {
+            pix_owned = pix.iter().copied().collect();
+            &pix_owned
+        }
+    };
+    let mut tivar: Vec<f32> = ivar
         .iter()
         .zip(mask.iter())
         .map(|(&v, &m)| if m == 0 && v > 0.0 { v } else { 0.0 })
         .collect();
-    let mut rejected_list = find(&pix_v, tivar.clone(), ny, nx, grad, p);
-    if p.residual {
-        let (res, res_ivar) = residual_along_columns(&pix_v, &tivar, ny, nx);
-        let mut seen = vec![false; ny * nx];
-        for &i in &rejected_list {
-            seen[i] = true;
-        }
-        let more: Vec<usize> = find(&res, res_ivar, ny, nx, grad, p)
+    // the residual is taken before `find` zeroes the ivar of the cosmic pixels it finds
+    let residual = p
+        .residual
+        .then(|| residual_along_columns(pix_v, &tivar, ny, nx));
+    log::debug!("cosmics: setup {:.3} s", t0.elapsed().as_secs_f64());
+    let (mut rejected_list, seen) = find(pix_v, &mut tivar, ny, nx, grad, p);
+    drop(tivar);
+    if let Some((res, mut res_ivar)) = residual {
+        let more: Vec<usize> = find(&res, &mut res_ivar, ny, nx, grad, p)
+            .0
             .into_iter()
             .filter(|&i| !seen[i])
             .collect();
@@ -166,23 +202,28 @@ pub fn reject_cosmic_rays(
         rejected_list.extend(more);
     }
 
-    let offsets: [isize; 8] = {
-        let w = nx as isize;
-        [-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1]
-    };
+    let t1 = std::time::Instant::now();
+    let mut bits = BitImage::new(ny, nx);
     if p.dilate {
         for &i in &rejected_list {
-            for o in offsets {
-                out.as_slice_mut().expect("contiguous")[(i as isize + o) as usize] = true;
+            let (y, x) = (i / nx, i % nx);
+            for yy in y - 1..=y + 1 {
+                for xx in x - 1..=x + 1 {
+                    bits.set(yy, xx);
+                }
             }
-            out.as_slice_mut().expect("contiguous")[i] = true;
         }
-        out = repair_mask(&out);
+        bits = close_lines(&bits);
     } else {
         for &i in &rejected_list {
-            out.as_slice_mut().expect("contiguous")[i] = true;
+            bits.set(i / nx, i % nx);
         }
     }
+    let out = bits.to_array();
+    log::debug!(
+        "cosmics: dilation and closing {:.3} s",
+        t1.elapsed().as_secs_f64()
+    );
     out
 }
 
@@ -225,6 +266,22 @@ fn residual_along_columns(
         .zip(riv.par_chunks_mut(nx))
         .enumerate()
         .for_each(|(y, (rrow, vrow))| {
+            // (pixel row, ivar row) of the rows above and below, nearest first
+            let row = |yy: usize| (&pix[yy * nx..(yy + 1) * nx], &tivar[yy * nx..(yy + 1) * nx]);
+            let sides = [
+                RESIDUAL_ROWS
+                    .filter_map(|d| y.checked_sub(d))
+                    .map(row)
+                    .collect::<Vec<_>>(),
+                RESIDUAL_ROWS
+                    .map(|d| y + d)
+                    .filter(|&v| v < ny)
+                    .map(row)
+                    .collect::<Vec<_>>(),
+            ];
+            if sides.iter().any(|rows| rows.len() < 3) {
+                return;
+            }
             for x in 0..nx {
                 let i = y * nx + x;
                 if tivar[i] <= 0.0 {
@@ -232,17 +289,12 @@ fn residual_along_columns(
                 }
                 let mut meds = [0f32; 2];
                 let mut ok = true;
-                for (k, above) in [true, false].into_iter().enumerate() {
+                for (m, rows) in meds.iter_mut().zip(&sides) {
                     let mut side = [0f32; 4];
                     let mut n = 0;
-                    for d in RESIDUAL_ROWS {
-                        let yy = if above { y.checked_sub(d) } else { Some(y + d) };
-                        let Some(yy) = yy.filter(|&v| v < ny) else {
-                            continue;
-                        };
-                        let j = yy * nx + x;
-                        if tivar[j] > 0.0 {
-                            side[n] = pix[j];
+                    for (p, t) in rows {
+                        if t[x] > 0.0 {
+                            side[n] = p[x];
                             n += 1;
                         }
                     }
@@ -250,7 +302,7 @@ fn residual_along_columns(
                         ok = false;
                         break;
                     }
-                    meds[k] = median(&side[..n]);
+                    *m = median(&side[..n]);
                 }
                 let sigma = 1.0 / tivar[i].sqrt();
                 if !ok || (meds[0] - meds[1]).abs() > 2.7 * sigma {
@@ -269,14 +321,17 @@ fn residual_along_columns(
 
 /// Cosmic-ray pixels of `pix_v` (`[ny·nx]`, row-major) with inverse variance `tivar` (0 =
 /// no information): the first pass, the binned search and the growth, before dilation.
+/// Returns them in the order found, and as a `[ny·nx]` map; the growth zeroes `tivar` at
+/// them.
 fn find(
     pix_v: &[f32],
-    mut tivar: Vec<f32>,
+    tivar: &mut [f32],
     ny: usize,
     nx: usize,
     grad: [f64; 4],
     p: &CosmicParams,
-) -> Vec<usize> {
+) -> (Vec<usize>, Vec<bool>) {
+    let t0 = std::time::Instant::now();
     let interior = |i: usize| {
         let (y, x) = (i / nx, i % nx);
         y >= 1 && y + 1 < ny && x >= 1 && x + 1 < nx
@@ -285,8 +340,7 @@ fn find(
     // first pass on pixels with S/N > nsig
     let mut rejected_list: Vec<usize> = {
         let t = Tester {
-            pix: pix_v,
-            tivar: &tivar,
+            px: Pixels { pix: pix_v, tivar },
             found: None,
             nx,
             grad,
@@ -298,7 +352,7 @@ fn find(
                 let t = &t;
                 (1..nx - 1).filter_map(move |x| {
                     let i = y * nx + x;
-                    let sn = f64::from(t.pix[i]) * f64::from(t.tivar[i]).sqrt();
+                    let sn = f64::from(t.px.pix[i]) * f64::from(t.px.tivar[i]).sqrt();
                     (sn > p.nsig && t.is_cosmic(i, p.nsig, p.cfudge)).then_some(i)
                 })
             })
@@ -308,17 +362,25 @@ fn find(
     for &i in &rejected_list {
         rejected[i] = true;
     }
-    log::debug!("cosmics: first pass {} pixels", rejected_list.len());
+    log::debug!(
+        "cosmics: first pass {} pixels ({:.3} s)",
+        rejected_list.len(),
+        t0.elapsed().as_secs_f64()
+    );
     if p.binned {
+        let t1 = std::time::Instant::now();
         let mut extra = 0;
-        for i in binned_seeds(pix_v, &tivar, ny, nx, p) {
+        for i in binned_seeds(pix_v, tivar, ny, nx, p) {
             if !rejected[i] {
                 rejected[i] = true;
                 rejected_list.push(i);
                 extra += 1;
             }
         }
-        log::debug!("cosmics: binned pass {extra} more pixels");
+        log::debug!(
+            "cosmics: binned pass {extra} more pixels ({:.3} s)",
+            t1.elapsed().as_secs_f64()
+        );
     }
 
     // growth: 8-neighbours of rejected pixels, with the rejected pixels masked
@@ -327,6 +389,8 @@ fn find(
         [-w - 1, -w, -w + 1, -1, 1, w - 1, w, w + 1]
     };
     let mut is_neighbor = vec![false; ny * nx];
+    // pixels whose ivar is already zeroed (a prefix of `rejected_list`)
+    let mut zeroed = 0;
     for it in 0..p.niter {
         let mut neighbors = Vec::new();
         for &i in &rejected_list {
@@ -341,12 +405,12 @@ fn find(
         for &j in &neighbors {
             is_neighbor[j] = false;
         }
-        for &i in &rejected_list {
+        for &i in &rejected_list[zeroed..] {
             tivar[i] = 0.0;
         }
+        zeroed = rejected_list.len();
         let t = Tester {
-            pix: pix_v,
-            tivar: &tivar,
+            px: Pixels { pix: pix_v, tivar },
             found: p.ignore_found.then_some(rejected.as_slice()),
             nx,
             grad,
@@ -367,8 +431,8 @@ fn find(
         }
         rejected_list.extend(new);
     }
-
-    rejected_list
+    log::debug!("cosmics: search {:.3} s", t0.elapsed().as_secs_f64());
+    (rejected_list, rejected)
 }
 
 /// Core σ (pixels, before pixel integration) of the sharpest PSF the 2×2-binned search must
@@ -402,82 +466,110 @@ fn binned_seeds(pix: &[f32], tivar: &[f32], ny: usize, nx: usize, p: &CosmicPara
         return Vec::new();
     }
     let (bny, bnx) = (ny - 1, nx - 1);
-    let mut s = vec![0f32; bny * bnx];
-    let mut siv = vec![0f32; bny * bnx];
-    s.par_chunks_mut(bnx)
-        .zip(siv.par_chunks_mut(bnx))
-        .enumerate()
-        .for_each(|(y, (srow, vrow))| {
-            for x in 0..bnx {
-                let idx = [
-                    y * nx + x,
-                    y * nx + x + 1,
-                    (y + 1) * nx + x,
-                    (y + 1) * nx + x + 1,
-                ];
-                if idx.iter().any(|&i| tivar[i] <= 0.0) {
-                    continue;
-                }
-                let sum: f64 = idx.iter().map(|&i| f64::from(pix[i])).sum();
-                let var: f64 = idx.iter().map(|&i| 1.0 / f64::from(tivar[i])).sum();
-                srow[x] = sum as f32;
-                vrow[x] = (1.0 / var) as f32;
-            }
-        });
     let bgrad = binned_gradients();
-    let t = Tester {
-        pix: &s,
-        tivar: &siv,
-        found: None,
-        nx: bnx,
-        grad: bgrad,
-        c2fudge: p.c2fudge,
-    };
-    // every block position is tested (all four binning phases), with neighbours two pixels
-    // (one block) away
-    let blocks: Vec<usize> = (2..bny - 2)
+    // Block rows 2..bny−2 are tested (neighbours two pixels, one block, away), in bands of
+    // BINNED_BAND rows: each band computes the sums of its blocks and of 2 block rows either
+    // side into a buffer of its own, small enough to stay in cache (whole-image buffers cost
+    // as much in page faults as the test itself); a block's sum does not depend on the band.
+    let nband = (bny - 4).div_ceil(BINNED_BAND);
+    let mut out: Vec<usize> = (0..nband)
         .into_par_iter()
-        .flat_map_iter(|y| {
-            let t = &t;
-            (2..bnx - 2).filter_map(move |x| {
-                let i = y * bnx + x;
-                let sn = f64::from(t.pix[i]) * f64::from(t.tivar[i]).sqrt();
-                (sn > p.nsig && t.is_cosmic_step(i, 2, p.nsig, p.cfudge)).then_some(i)
-            })
+        .flat_map_iter(|band| {
+            let y0 = 2 + band * BINNED_BAND;
+            let y1 = (y0 + BINNED_BAND).min(bny - 2);
+            let r0 = y0 - 2;
+            let rows = y1 + 2 - r0;
+            let mut s = vec![0f32; rows * bnx];
+            let mut siv = vec![0f32; rows * bnx];
+            for (k, (srow, vrow)) in s.chunks_mut(bnx).zip(siv.chunks_mut(bnx)).enumerate() {
+                block_row(pix, tivar, nx, r0 + k, srow, vrow);
+            }
+            let t = Tester {
+                px: Pixels {
+                    pix: &s,
+                    tivar: &siv,
+                },
+                found: None,
+                nx: bnx,
+                grad: bgrad,
+                c2fudge: p.c2fudge,
+            };
+            let mut seeds = Vec::new();
+            for y in y0..y1 {
+                for x in 2..bnx - 2 {
+                    let i = (y - r0) * bnx + x;
+                    let sn = f64::from(s[i]) * f64::from(siv[i]).sqrt();
+                    if !(sn > p.nsig && t.is_cosmic_step(i, 2, p.nsig, p.cfudge)) {
+                        continue;
+                    }
+                    let mut bg = f64::INFINITY;
+                    for (dy, dx) in [
+                        (-2, -2),
+                        (-2, 0),
+                        (-2, 2),
+                        (0, -2),
+                        (0, 2),
+                        (2, -2),
+                        (2, 0),
+                        (2, 2),
+                    ] {
+                        let j = (i as isize + dy * bnx as isize + dx) as usize;
+                        if siv[j] > 0.0 {
+                            bg = bg.min(f64::from(s[j]) / 4.0);
+                        }
+                    }
+                    if !bg.is_finite() {
+                        bg = 0.0;
+                    }
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let q = (y + dy) * nx + x + dx;
+                        if (f64::from(pix[q]) - bg) * f64::from(tivar[q]).sqrt() > 3.0 {
+                            seeds.push(q);
+                        }
+                    }
+                }
+            }
+            seeds
         })
         .collect();
-    let mut out = Vec::new();
-    for b in blocks {
-        let (y, x) = (b / bnx, b % bnx);
-        let mut bg = f64::INFINITY;
-        for (dy, dx) in [
-            (-2, -2),
-            (-2, 0),
-            (-2, 2),
-            (0, -2),
-            (0, 2),
-            (2, -2),
-            (2, 0),
-            (2, 2),
-        ] {
-            let j = ((y as isize + dy) as usize) * bnx + (x as isize + dx) as usize;
-            if siv[j] > 0.0 {
-                bg = bg.min(f64::from(s[j]) / 4.0);
-            }
-        }
-        if !bg.is_finite() {
-            bg = 0.0;
-        }
-        for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-            let i = (y + dy) * nx + x + dx;
-            if (f64::from(pix[i]) - bg) * f64::from(tivar[i]).sqrt() > 3.0 {
-                out.push(i);
-            }
-        }
-    }
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// Block rows per band of [`binned_seeds`] (a band's buffers: (64 + 4) × 4k × 8 bytes).
+const BINNED_BAND: usize = 64;
+
+/// Sums `srow` of the 2×2 blocks of pixel rows `y`, `y + 1` starting at each column, and
+/// their inverse variances `vrow` (0 where a pixel has no information).
+fn block_row(pix: &[f32], tivar: &[f32], nx: usize, y: usize, srow: &mut [f32], vrow: &mut [f32]) {
+    // pixel variances of the two rows, each computed once instead of once per block
+    let var_row = |yy: usize| -> Vec<f64> {
+        tivar[yy * nx..(yy + 1) * nx]
+            .iter()
+            .map(|&t| if t > 0.0 { 1.0 / f64::from(t) } else { 0.0 })
+            .collect()
+    };
+    let (v0, v1) = (var_row(y), var_row(y + 1));
+    let (t0, t1) = (
+        &tivar[y * nx..(y + 1) * nx],
+        &tivar[(y + 1) * nx..(y + 2) * nx],
+    );
+    let (p0, p1) = (&pix[y * nx..(y + 1) * nx], &pix[(y + 1) * nx..(y + 2) * nx]);
+    for x in 0..nx - 1 {
+        if t0[x] <= 0.0 || t0[x + 1] <= 0.0 || t1[x] <= 0.0 || t1[x + 1] <= 0.0 {
+            srow[x] = 0.0;
+            vrow[x] = 0.0;
+            continue;
+        }
+        let sum: f64 = [p0[x], p0[x + 1], p1[x], p1[x + 1]]
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum();
+        let var: f64 = [v0[x], v0[x + 1], v1[x], v1[x + 1]].iter().sum();
+        srow[x] = sum as f32;
+        vrow[x] = (1.0 / var) as f32;
+    }
 }
 
 /// Offsets (row, column) from the centre of desispec's `LinearSelectionElement(11, 11, angle)`
@@ -596,6 +688,28 @@ impl BitImage {
         }
     }
 
+    fn set(&mut self, y: usize, x: usize) {
+        self.words[y * self.stride + 1 + x / 64] |= 1u64 << (x % 64);
+    }
+
+    fn from_array(mask: &Array2<bool>) -> Self {
+        let (ny, nx) = mask.dim();
+        let mut b = BitImage::new(ny, nx);
+        for ((y, x), &m) in mask.indexed_iter() {
+            if m {
+                b.set(y, x);
+            }
+        }
+        b
+    }
+
+    fn to_array(&self) -> Array2<bool> {
+        let ny = self.words.len() / self.stride;
+        Array2::from_shape_fn((ny, self.nx), |(y, x)| {
+            self.words[y * self.stride + 1 + x / 64] >> (x % 64) & 1 == 1
+        })
+    }
+
     fn row(&self, y: usize) -> &[u64] {
         &self.words[y * self.stride..(y + 1) * self.stride]
     }
@@ -634,13 +748,13 @@ fn shifted(row: &[u64], w: usize, k: isize) -> u64 {
 /// desispec `RepairMask(11, 11).repair`: the OR over the seven line elements of the binary
 /// closing (scipy `binary_dilation` then `binary_erosion` with `border_value=True`).
 pub fn repair_mask(mask: &Array2<bool>) -> Array2<bool> {
-    let (ny, nx) = mask.dim();
-    let mut src = BitImage::new(ny, nx);
-    for ((y, x), &m) in mask.indexed_iter() {
-        if m {
-            src.words[y * src.stride + 1 + x / 64] |= 1u64 << (x % 64);
-        }
-    }
+    close_lines(&BitImage::from_array(mask)).to_array()
+}
+
+/// [`repair_mask`] on bits.
+fn close_lines(src: &BitImage) -> BitImage {
+    let nx = src.nx;
+    let ny = src.words.len() / src.stride;
     let nw = nx.div_ceil(64);
     let stride = src.stride;
     let mut result = BitImage::new(ny, nx);
@@ -686,9 +800,7 @@ pub fn repair_mask(mask: &Array2<bool>) -> Array2<bool> {
                 }
             });
     }
-    Array2::from_shape_fn((ny, nx), |(y, x)| {
-        result.words[y * stride + 1 + x / 64] >> (x % 64) & 1 == 1
-    })
+    result
 }
 
 #[cfg(test)]
