@@ -508,6 +508,34 @@ fn robust_width(x: &[f64]) -> f64 {
     1.4826 * med(&mut x.iter().map(|v| (v - m).abs()).collect())
 }
 
+/// Bootstrap standard deviations of the robust widths of the two pull columns of `pairs`
+/// and of their ratio (resampling targets, so the correlation of the two fitters' pulls on
+/// the same spectra is kept): 2000 resamples from a fixed xorshift stream.
+fn bootstrap_widths(pairs: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = pairs.len();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut a, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        let idx: Vec<usize> = (0..n).map(|_| next()).collect();
+        let wa = robust_width(&idx.iter().map(|&i| pairs[i].0).collect::<Vec<_>>());
+        let wb = robust_width(&idx.iter().map(|&i| pairs[i].1).collect::<Vec<_>>());
+        a.push(wa);
+        b.push(wb);
+        r.push(wa / wb);
+    }
+    let sd = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    };
+    (sd(&a), sd(&b), sd(&r))
+}
+
 /// ZERR against redrock: the widths of (z − z_true)/ZERR of spx-redshift (the 11 real
 /// templates, and spx's default set) and of rrdesi (the real templates) on the same simulated
 /// spectra agree within 1.2× (issue 7). ZERR is the parabola curvature error of χ² in both.
@@ -580,9 +608,10 @@ fn zerr_pull_width_matches_redrock() {
             .collect();
         let wa = robust_width(&both.iter().map(|x| x.0).collect::<Vec<_>>());
         let wb = robust_width(&both.iter().map(|x| x.1).collect::<Vec<_>>());
+        let (sa, sb, sr) = bootstrap_widths(&both);
         eprintln!(
             "{label}: {} targets, pull width {w:.3} (ratio to rrdesi {:.3}); on the {} common \
-             targets {wa:.3} vs {wb:.3} (ratio {:.3})",
+             targets {wa:.3} ± {sa:.3} vs {wb:.3} ± {sb:.3} (ratio {:.3} ± {sr:.3}, bootstrap)",
             mine.len(),
             w / w_rr,
             both.len(),

@@ -36,6 +36,8 @@ pub mod fibermask {
     pub const BADFLAT: i32 = 1 << 18;
     pub const BADARC: i32 = 1 << 19;
     pub const VARIABLE: i32 = 1 << 20;
+    /// desispec 0.70's name of bit 20 (">10% of pixels are bad columns").
+    pub const MANYBADCOL: i32 = 1 << 20;
     pub const MANYREJECTED: i32 = 1 << 21;
     pub const BADAMPB: i32 = 1 << 22;
     pub const BADAMPR: i32 = 1 << 23;

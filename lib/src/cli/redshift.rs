@@ -468,7 +468,9 @@ fn decode_share(
 /// rrdesi's ZWARN bits from the coadded fibermap (COADD_FIBERSTATUS, OBJTYPE), and the
 /// NODATA overwrite of unusable fibers.
 fn apply_fibermap_zwarn(rows: &mut [RedshiftRow], fm: &Table) {
-    use zwarn::fibermask as m;
+    use crate::maskbits::fibermask as m;
+    // FIBERSTATUS is an int32 column; read as i64, the bits are the same
+    let bit = |b: i32| i64::from(b);
     let tid = fm.i64s("TARGETID").unwrap_or_default();
     let status = fm
         .i64s("COADD_FIBERSTATUS")
@@ -483,23 +485,23 @@ fn apply_fibermap_zwarn(rows: &mut [RedshiftRow], fm: &Table) {
         };
         let s = status[i];
         let ot = objtype[i].trim();
-        if s & m::POORPOSITION != 0 {
+        if s & bit(m::POORPOSITION) != 0 {
             r.zwarn |= zwarn::POORDATA;
         }
-        if s & (m::BADPOSITION | m::BROKENFIBER | m::UNASSIGNED) != 0 || ot == "BAD" {
+        if s & bit(m::BADPOSITION | m::BROKENFIBER | m::UNASSIGNED) != 0 || ot == "BAD" {
             r.zwarn |= zwarn::NODATA;
             r.spectype = "GALAXY".into();
             r.subtype.clear();
             r.coeff.iter_mut().for_each(|c| *c = 0.0);
             r.fitmethod = "NONE".into();
         }
-        if s & m::BROKENFIBER != 0 {
+        if s & bit(m::BROKENFIBER) != 0 {
             r.zwarn |= zwarn::UNPLUGGED;
         }
         if ot == "SKY" {
             r.zwarn |= zwarn::SKY;
         }
-        if s & (m::BADAMPB | m::BADAMPR | m::BADAMPZ) != 0 {
+        if s & bit(m::BADAMPB | m::BADAMPR | m::BADAMPZ) != 0 {
             r.zwarn |= zwarn::LITTLE_COVERAGE;
         }
     }

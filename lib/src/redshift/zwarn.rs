@@ -17,20 +17,4 @@ pub const POORDATA: i64 = 1 << 11;
 pub const BADFIT: i64 =
     NEGATIVE_MODEL | MANY_OUTLIERS | Z_FITLIMIT | NEGATIVE_EMISSION | BAD_MINFIT;
 
-/// DESI fibermask bits used by rrdesi to set ZWARN (desispec maskbits.py).
-pub mod fibermask {
-    pub const UNASSIGNED: i64 = 1 << 0;
-    pub const BROKENFIBER: i64 = 1 << 2;
-    pub const MISSINGPOSITION: i64 = 1 << 8;
-    pub const BADPOSITION: i64 = 1 << 9;
-    pub const POORPOSITION: i64 = 1 << 10;
-    pub const BADFIBER: i64 = 1 << 16;
-    pub const BADTRACE: i64 = 1 << 17;
-    pub const BADFLAT: i64 = 1 << 18;
-    pub const BADARC: i64 = 1 << 19;
-    pub const MANYBADCOL: i64 = 1 << 20;
-    pub const MANYREJECTED: i64 = 1 << 21;
-    pub const BADAMPB: i64 = 1 << 22;
-    pub const BADAMPR: i64 = 1 << 23;
-    pub const BADAMPZ: i64 = 1 << 24;
-}
+// The DESI fibermask bits rrdesi reads (FIBERSTATUS) are `crate::maskbits::fibermask`.
