@@ -481,7 +481,7 @@ fn param_row(psf: &GaussHermitePsf, name: &str) -> usize {
 /// The widths stay within 1%. A bundle whose fit fails keeps the input shape and is flagged.
 #[test]
 fn gh_terms_recovered_from_a_zeroed_start() {
-    use spx::psffit::{fit_psf, lines::arc_reflines, PsfFitOptions};
+    use spx::psffit::{fit_psf, fit_psf_on, lines::arc_reflines, PsfFitOptions};
     let dir = tempfile::tempdir().unwrap();
     let (flat, _) = sim_cam(dir.path(), "b0", "flat", 1, &["--preset", "mini"]);
     let (arc, tpsf) = sim_cam(dir.path(), "b0", "arc", 2, &["--preset", "mini"]);
@@ -499,6 +499,19 @@ fn gh_terms_recovered_from_a_zeroed_start() {
     };
     let (fit, report) = fit_psf(Some(&arc), Some(&flat), &input, &lines, &opts).unwrap();
     assert_eq!(report.bundles.len(), 2);
+    // The same fit with the bundle shapes spread over 3 ranks (1 + 1 + 0 bundles): every
+    // rank returns the single process's PSF, bit for bit.
+    let on3 = spx::comm::ThreadComm::run(3, |c| {
+        fit_psf_on(Some(&arc), Some(&flat), &input, &lines, &opts, c)
+            .unwrap()
+            .0
+    });
+    for p in &on3 {
+        assert_eq!(p.param_names, fit.param_names);
+        assert_eq!(p.param_coeff, fit.param_coeff);
+        assert_eq!(p.xtrace.coeff, fit.xtrace.coeff);
+        assert_eq!(p.ytrace.coeff, fit.ytrace.coeff);
+    }
     for (b, br) in report.bundles.iter().enumerate() {
         assert_eq!(br.status, 0.0, "bundle {b}");
         assert_eq!(br.gh.len(), 3, "bundle {b}: {:?}", br.gh);

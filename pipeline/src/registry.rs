@@ -58,7 +58,8 @@ pub fn in_process(program: &str) -> Option<StageFn> {
         "spx-group" => Some(|a, c| root_only(a, c, cli::group::run)),
         "spx-inspect" => Some(|a, c| root_only(a, c, cli::inspect::run)),
         "spx-preproc" => Some(|a, c| root_only(a, c, cli::preproc::run)),
-        "spx-psf" => Some(|a, c| root_only(a, c, cli::psf::run)),
+        // Bundle shape fits over the group's ranks, written by its rank 0.
+        "spx-psf" => Some(|a, c| stage(a, c, cli::psf::run)),
         // Targets over the group's ranks, gathered on its rank 0 in target order.
         "spx-redshift" => Some(|a, c| stage(a, c, cli::redshift::run)),
         "spx-sim" => Some(|a, c| root_only(a, c, cli::sim::run)),

@@ -1,3 +1,7 @@
 fn main() -> std::process::ExitCode {
-    spx::cli::main::<spx::cli::psf::PsfOpts>("spx-psf", |o| &o.common, spx::cli::psf::run)
+    spx::cli::main_distributed::<spx::cli::psf::PsfOpts>(
+        "spx-psf",
+        |o| &o.common,
+        spx::cli::psf::run,
+    )
 }

@@ -29,7 +29,7 @@ use crate::io::preproc::PreprocImage;
 use crate::psf::GaussHermitePsf;
 use crate::psffit::lines::{arc_reflines, sky_reflines, RefLine};
 use crate::psffit::shift::ShiftOptions;
-use crate::psffit::{fit_psf, PsfFitOptions};
+use crate::psffit::{fit_psf_on, PsfFitOptions};
 
 /// Fit a PSF (traces, wavelength solution, widths; pixels, Angstrom) from arc and flat
 /// exposures, shift a PSF to one exposure, or average a night's PSFs. STATUS per fiber: 0 fit,
@@ -142,8 +142,14 @@ fn read_psf(p: &Path) -> anyhow::Result<GaussHermitePsf> {
 }
 
 /// Runs `spx-psf`.
-pub fn run(opts: &PsfOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
+/// Under MPI the arc fit spreads its bundle shape fits over the ranks of `comm` and rank 0
+/// writes the PSF; `--average`, `--shift` and `--traces-only` run on rank 0 alone.
+pub fn run(opts: &PsfOpts, comm: &dyn Comm) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
+    let fits_an_arc = opts.average.is_empty() && !opts.shift && opts.arc.is_some();
+    if !fits_an_arc && !comm.is_root() {
+        return Ok(());
+    }
     if !opts.average.is_empty() {
         let psfs = opts
             .average
@@ -209,12 +215,15 @@ pub fn run(opts: &PsfOpts, _comm: &dyn Comm) -> anyhow::Result<()> {
     } else {
         vec![]
     };
-    let (mut psf, report) = fit_psf(arc.as_ref(), flat.as_ref(), &input, &lines, &fopts)
+    let (mut psf, report) = fit_psf_on(arc.as_ref(), flat.as_ref(), &input, &lines, &fopts, comm)
         .with_context(|| match (&opts.arc, &opts.flat) {
-            (Some(a), _) => a.display().to_string(),
-            (None, Some(f)) => f.display().to_string(),
-            _ => String::new(),
-        })?;
+        (Some(a), _) => a.display().to_string(),
+        (None, Some(f)) => f.display().to_string(),
+        _ => String::new(),
+    })?;
+    if !comm.is_root() {
+        return Ok(());
+    }
     let mut inputs: Vec<&Path> = Vec::new();
     for p in [&opts.arc, &opts.flat, &opts.input_psf]
         .into_iter()

@@ -8,8 +8,9 @@
 //! a small fit of the PSF's own spot model to the pixels ([`measure`]), so the result is exact
 //! for a PSF of the Gauss-Hermite family and unbiased by pixelisation. Traces are the input
 //! PSF's plus a Legendre correction in wavelength per fiber ([`traces`]); fibers without
-//! measurements (dead fibers) take the correction interpolated from their neighbours. Bundles
-//! are fitted in parallel (rayon) and independently: a bundle that fails keeps the input
+//! measurements (dead fibers) take the correction interpolated from their neighbours. Bundle
+//! shapes are fitted in parallel (rayon) and independently, and over MPI ranks with
+//! [`fit_psf_on`] ([`exchange`]): a bundle that fails keeps the input
 //! parameters, is flagged in the STATUS row, and does not fail the camera.
 //!
 //! STATUS codes (coefficient 0 of the STATUS row, per fiber): 0 fitted; -1 not fitted (no arc
@@ -17,6 +18,7 @@
 //! bundle; 3 fiber without trace measurements (traces interpolated from its neighbours).
 
 pub mod average;
+pub mod exchange;
 pub mod lines;
 pub mod measure;
 pub mod shape;
@@ -287,6 +289,20 @@ pub fn fit_psf(
     lines: &[RefLine],
     opts: &PsfFitOptions,
 ) -> Result<(GaussHermitePsf, FitReport), PsfFitError> {
+    fit_psf_on(arc, flat, input, lines, opts, &crate::comm::SingleComm)
+}
+
+/// [`fit_psf`] with the per-bundle shape fits spread over the ranks of `comm` (contiguous
+/// shares, exchanged so that every rank returns the same PSF and report, bit for bit as one
+/// process); trace and line measurements run on every rank. Every rank must call it.
+pub fn fit_psf_on(
+    arc: Option<&PreprocImage>,
+    flat: Option<&PreprocImage>,
+    input: &GaussHermitePsf,
+    lines: &[RefLine],
+    opts: &PsfFitOptions,
+    comm: &dyn crate::comm::Comm,
+) -> Result<(GaussHermitePsf, FitReport), PsfFitError> {
     for img in arc.iter().chain(flat.iter()) {
         check_shape(img, input)?;
     }
@@ -346,7 +362,7 @@ pub fn fit_psf(
         if opts.fit_widths && pass == 0 {
             let t = std::time::Instant::now();
             let meas = lines::measure_lines(arc, &psf, 0..nf, lines, opts, true);
-            psf = fit_widths(arc, &psf, &meas, opts, &mut report)?;
+            psf = fit_widths(arc, &psf, &meas, opts, &mut report, comm)?;
             log::info!("widths per bundle ({:.2} s)", t.elapsed().as_secs_f64());
         }
     }
@@ -361,6 +377,7 @@ fn fit_widths(
     meas: &[LineMeas],
     opts: &PsfFitOptions,
     report: &mut FitReport,
+    comm: &dyn crate::comm::Comm,
 ) -> Result<GaussHermitePsf, PsfFitError> {
     let nf = psf.nfiber();
     let bsize = opts.bundle_size.clamp(1, nf.max(1));
@@ -372,14 +389,21 @@ fn fit_widths(
         fit_gh: opts.fit_gh,
         gh_deg: opts.gh_deg,
     };
-    let results: Vec<_> = (0..nb)
+    let fibers_of = |b: usize| b * bsize..((b + 1) * bsize).min(nf);
+    let mine: Vec<exchange::BundleResult> = crate::comm::share(nb, comm.rank(), comm.size())
         .into_par_iter()
         .map(|b| {
-            let fibers = b * bsize..((b + 1) * bsize).min(nf);
-            let r = shape::fit_bundle_shape(arc, psf, fibers.clone(), meas, &shape_opts);
-            (fibers, r)
+            let r = shape::fit_bundle_shape(arc, psf, fibers_of(b), meas, &shape_opts);
+            (b, r)
         })
         .collect();
+    let results = exchange::all_bundles(comm, mine)?;
+    if results.len() != nb {
+        return Err(PsfFitError::Input(format!(
+            "{} bundle results for {nb} bundles after the exchange between ranks",
+            results.len()
+        )));
+    }
     let mut names = psf.param_names.clone();
     let mut coeff = psf.param_coeff.clone();
     let ix = ensure_row(&mut names, &mut coeff, "GHSIGX");
@@ -388,7 +412,8 @@ fn fit_widths(
     let (w0, w1) = (psf.param_wmin, psf.param_wmax);
     // Sample the corrected widths at 4× the coefficient count and refit each fiber's series.
     let waves = linspace(w0, w1, 4 * ncoef.max(2));
-    for (b, (fibers, r)) in results.into_iter().enumerate() {
+    for (b, r) in results {
+        let fibers = fibers_of(b);
         match r {
             Ok(fit) => {
                 let mut vx = Array2::<f64>::zeros((fibers.len(), waves.len()));

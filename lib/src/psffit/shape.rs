@@ -31,7 +31,8 @@ use crate::psf::{GaussHermitePsf, SpotDerivs, SpotParams};
 /// Number of global parameters per width (constant, wavelength slope, slit slope).
 const NG1: usize = 3;
 /// Width parameters: NG1 for GHSIGX then NG1 for GHSIGY.
-const NW: usize = 2 * NG1;
+/// Number of width parameters ([`ShapeFit::widths`]).
+pub const NW: usize = 2 * NG1;
 /// Local parameters per spot: flux, background, x, y.
 const NL: usize = 4;
 /// Stop when χ² improves by less than this (specex's final precision, 0.1).
