@@ -26,7 +26,6 @@ pub mod fibermask {
     pub const MISSINGPOSITION: i32 = 1 << 8;
     pub const BADPOSITION: i32 = 1 << 9;
     pub const POORPOSITION: i32 = 1 << 10;
-    pub const BRIGHTNEIGHBOR: i32 = 1 << 11;
     pub const LOWTRANSMISSION: i32 = 1 << 12;
     pub const NEARCHARGETRAP: i32 = 1 << 13;
     pub const VARIABLETHRU: i32 = 1 << 14;
@@ -35,8 +34,7 @@ pub mod fibermask {
     pub const BADTRACE: i32 = 1 << 17;
     pub const BADFLAT: i32 = 1 << 18;
     pub const BADARC: i32 = 1 << 19;
-    pub const VARIABLE: i32 = 1 << 20;
-    /// desispec 0.70's name of bit 20 (">10% of pixels are bad columns").
+    /// More than 10 % of the fiber's pixels are on bad columns.
     pub const MANYBADCOL: i32 = 1 << 20;
     pub const MANYREJECTED: i32 = 1 << 21;
     pub const BADAMPB: i32 = 1 << 22;
@@ -53,15 +51,15 @@ pub mod fibermask {
     pub const ALL_FATAL: i32 = BROKENFIBER
         | MISSINGPOSITION
         | BADPOSITION
-        | BRIGHTNEIGHBOR
         | BADFIBER
         | BADTRACE
         | BADARC
         | BADFLAT
+        | MANYBADCOL
         | MANYREJECTED;
     /// Bits fatal for the fiber flat.
     pub const FLAT_FATAL: i32 =
-        BROKENFIBER | BRIGHTNEIGHBOR | BADFIBER | BADTRACE | BADARC | MANYREJECTED;
+        BROKENFIBER | BADFIBER | BADTRACE | BADARC | MANYBADCOL | MANYREJECTED;
 
     /// The BADAMP bit of a camera band ('b', 'r' or 'z'); 0 for anything else.
     pub fn badamp(band: char) -> i32 {

@@ -295,23 +295,7 @@ const PEREXP_COLS_TAIL: [&str; 2] = ["FIBER_DEC", "PSF_TO_FIBER_SPECFLUX"];
 /// FIBERSTATUS bits that exclude an exposure from a band's coadd
 /// (`desispec.fiberbitmasking.get_all_fiberbitmask_with_amp`).
 fn bad_fiberstatus(band: char) -> i64 {
-    use crate::maskbits::fibermask as fm;
-    let base = fm::BROKENFIBER
-        | fm::MISSINGPOSITION
-        | fm::BADPOSITION
-        | fm::BADFIBER
-        | fm::BADTRACE
-        | fm::BADARC
-        | fm::BADFLAT
-        | fm::MANYBADCOL
-        | fm::MANYREJECTED;
-    i64::from(
-        base | match band {
-            'b' => fm::BADAMPB,
-            'r' => fm::BADAMPR,
-            _ => fm::BADAMPZ,
-        },
-    )
+    i64::from(crate::maskbits::fibermask::fatal_for(band))
 }
 
 fn f32s(v: Vec<f64>) -> ColumnData {
