@@ -340,6 +340,19 @@ fn fit_psf(args: &[&str], out: &Path) -> GaussHermitePsf {
     spx::io::psf::read(out).unwrap()
 }
 
+/// `spx-psf --arc ARC --flat FLAT -o OUT` (see [`fit_psf`]).
+fn fit_arc_flat(arc: &Path, flat: &Path, out: &Path) -> GaussHermitePsf {
+    fit_psf(
+        &[
+            "--arc",
+            arc.to_str().unwrap(),
+            "--flat",
+            flat.to_str().unwrap(),
+        ],
+        out,
+    )
+}
+
 fn status_row(psf: &GaussHermitePsf) -> Vec<f64> {
     let r = psf
         .param_names
@@ -358,15 +371,7 @@ fn flat_and_arc_recover_the_truth_psf() {
     let (arc, tpsf) = sim(dir.path(), "arc", 2, &["--preset", "mini"]);
     let truth = spx::io::psf::read(&tpsf).unwrap();
     let out = dir.path().join("psf-r0-00000002.fits");
-    let fit = fit_psf(
-        &[
-            "--arc",
-            arc.to_str().unwrap(),
-            "--flat",
-            flat.to_str().unwrap(),
-        ],
-        &out,
-    );
+    let fit = fit_arc_flat(&arc, &flat, &out);
     let nominal = spx::sim::psfmodel::nominal_psf(
         &Instrument::preset("mini").unwrap(),
         Instrument::preset("mini").unwrap().camera("r0").unwrap().0,
@@ -439,15 +444,7 @@ fn arc_and_flat_traces_on_b0_and_z0() {
         let (arc, tpsf) = sim_cam(dir.path(), cam, "arc", 2, &["--preset", "mini"]);
         let truth = spx::io::psf::read(&tpsf).unwrap();
         let out = dir.path().join(format!("psf-{cam}.fits"));
-        let fit = fit_psf(
-            &[
-                "--arc",
-                arc.to_str().unwrap(),
-                "--flat",
-                flat.to_str().unwrap(),
-            ],
-            &out,
-        );
+        let fit = fit_arc_flat(&arc, &flat, &out);
         let (ex, ey) = trace_rms(&fit, &truth);
         let es = max_rel_sigma(&fit, &truth, &all_fibers(&truth));
         eprintln!("{cam}: x rms {ex:.4} px, y rms {ey:.4} px, max |σ/σtrue-1| {es:.4}");
@@ -730,15 +727,7 @@ fn saturated_arc_lines_are_dropped() {
         .count();
     assert!(saturated > 100, "only {saturated} saturated pixels");
     let truth = spx::io::psf::read(&tpsf).unwrap();
-    let fit = fit_psf(
-        &[
-            "--arc",
-            arc.to_str().unwrap(),
-            "--flat",
-            flat.to_str().unwrap(),
-        ],
-        &dir.path().join("psf.fits"),
-    );
+    let fit = fit_arc_flat(&arc, &flat, &dir.path().join("psf.fits"));
     let (ex, ey) = trace_rms(&fit, &truth);
     let es = max_rel_sigma(&fit, &truth, &all_fibers(&truth));
     eprintln!(
@@ -770,15 +759,7 @@ fn dead_fiber_and_missing_lines() {
     let (arc, tpsf) = sim(dir.path(), "arc", 2, &extra);
     let truth = spx::io::psf::read(&tpsf).unwrap();
     let out = dir.path().join("psf.fits");
-    let fit = fit_psf(
-        &[
-            "--arc",
-            arc.to_str().unwrap(),
-            "--flat",
-            flat.to_str().unwrap(),
-        ],
-        &out,
-    );
+    let fit = fit_arc_flat(&arc, &flat, &out);
     let live: Vec<usize> = (0..20).filter(|&f| f != 4).collect();
     let ex = rms(&fit, &truth, &live, |p, f, w| p.x(f, w));
     let ey = rms(&fit, &truth, &live, |p, f, w| p.y(f, w));

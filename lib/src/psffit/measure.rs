@@ -97,7 +97,7 @@ impl Window {
 }
 
 /// Adds `scale·stamp` (a spot buffer laid out on `st`) into a window buffer `[ny][nx]`.
-fn add_stamp(win: &Window, st: &crate::psf::Stamp, src: &[f64], scale: f64, dst: &mut [f64]) {
+pub fn add_stamp(win: &Window, st: &crate::psf::Stamp, src: &[f64], scale: f64, dst: &mut [f64]) {
     let Some((clip, dx, dy)) = st.clip(
         win.x0,
         win.x0 + win.nx as i64,

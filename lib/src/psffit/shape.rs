@@ -23,7 +23,7 @@
 //! ±3-column window and read as +0.15% on GHSIGX and +15% on GH-4-0 otherwise.
 
 use super::lines::LineMeas;
-use super::measure::{solve_spd, Window};
+use super::measure::{add_stamp, solve_spd, Window};
 use crate::io::preproc::PreprocImage;
 use crate::psf::legendre::legendre_basis;
 use crate::psf::{GaussHermitePsf, SpotDerivs, SpotParams};
@@ -249,7 +249,7 @@ impl Model<'_> {
         for nb in &sp.nbrs {
             let q = nb.shape.params(self.g, th, nb.x, nb.y, &mut self.gh);
             let st = self.ev.eval(&q, &mut self.buf);
-            add_clipped(&sp.win, &st, &self.buf, nb.flux, out);
+            add_stamp(&sp.win, &st, &self.buf, nb.flux, out);
         }
         let mut gh = std::mem::take(&mut self.gh);
         let p = sp.shape.params(self.g, th, loc[2], loc[3], &mut gh);
@@ -328,24 +328,6 @@ impl Model<'_> {
             self.buf2 = lo;
         }
         self.gh = gh;
-    }
-}
-
-/// Adds `scale·stamp` (laid out on `st`) into a window buffer `[ny][nx]`.
-fn add_clipped(win: &Window, st: &crate::psf::Stamp, src: &[f64], scale: f64, dst: &mut [f64]) {
-    let Some((clip, dx, dy)) = st.clip(
-        win.x0,
-        win.x0 + win.nx as i64,
-        win.y0,
-        win.y0 + win.ny as i64,
-    ) else {
-        return;
-    };
-    let (ox, oy) = ((clip.x0 - win.x0) as usize, (clip.y0 - win.y0) as usize);
-    for r in 0..clip.ny {
-        for c in 0..clip.nx {
-            dst[(r + oy) * win.nx + c + ox] += scale * src[(r + dy) * st.nx + c + dx];
-        }
     }
 }
 
