@@ -495,17 +495,9 @@ fn pulls(cat: &Path, truths: &[spx::speclib::targets::Truth]) -> Vec<(i64, f64)>
 /// Robust width of a sample: 1.4826 × median absolute deviation from the median (σ for a
 /// Gaussian, insensitive to a few outliers).
 fn robust_width(x: &[f64]) -> f64 {
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            0.5 * (v[n / 2 - 1] + v[n / 2])
-        }
-    };
-    let m = med(&mut x.to_vec());
-    1.4826 * med(&mut x.iter().map(|v| (v - m).abs()).collect())
+    use spx::stats::median;
+    let m = median(x.iter().copied());
+    1.4826 * median(x.iter().map(|v| (v - m).abs()))
 }
 
 /// Bootstrap standard deviations of the robust widths of the two pull columns of `pairs`

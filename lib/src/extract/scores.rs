@@ -8,6 +8,7 @@ use ndarray::ArrayView2;
 
 use crate::io::fits::{Column, ColumnData};
 use crate::io::table::Table;
+use crate::stats::median;
 
 /// desispec's `tophat_wave`, Angstrom.
 const TOPHAT: [(char, f64, f64); 3] = [
@@ -27,20 +28,6 @@ fn gradient(x: &[f64]) -> Vec<f64> {
             (i, _) => 0.5 * (x[i + 1] - x[i - 1]),
         })
         .collect()
-}
-
-/// `numpy.median` (mean of the two middle values for an even count; NaN when empty).
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
 }
 
 /// Scores of `flux`/`ivar` (`[nspec, nwave]`) on `wave` (Angstrom) with keys
@@ -81,15 +68,14 @@ pub fn frame_scores(
     for (f, iv) in flux.rows().into_iter().zip(ivar.rows()) {
         if flux_per_angstrom {
             first.push(idx.iter().map(|&i| f[i] * dw[i]).sum::<f64>());
-            med.push(median(idx.iter().map(|&i| f[i]).collect()));
+            med.push(median(idx.iter().map(|&i| f[i])));
         } else {
             first.push(idx.iter().map(|&i| f[i]).sum::<f64>());
-            med.push(median(idx.iter().map(|&i| f[i] / dw[i]).collect()));
+            med.push(median(idx.iter().map(|&i| f[i] / dw[i])));
         }
         snr.push(median(
             idx.iter()
-                .map(|&i| iv[i].max(0.0).sqrt() * f[i] / dw[i].sqrt())
-                .collect(),
+                .map(|&i| iv[i].max(0.0).sqrt() * f[i] / dw[i].sqrt()),
         ));
     }
     let (k1, k2) = if flux_per_angstrom {
