@@ -1006,3 +1006,41 @@ fn desi_bench_check() {
     }
     println!("desi r0: x rms {ex:.4} px, y rms {ey:.4} px, max |sigma/truth - 1| {es:.4}, max |GH - truth| {egh:.4} (GH-1-1/4-0/0-4 true 0.01/0.01/0.015), {bad} fibers with STATUS != 0");
 }
+
+/// spx-psf's `run` on a 2-rank group (threads standing in for MPI ranks): the arc fit splits
+/// its bundles and rank 0 writes the single-process PSF; `--traces-only` runs on rank 0 alone;
+/// an unreadable arc fails on every rank instead of leaving one waiting.
+#[test]
+fn run_on_two_ranks() {
+    use clap::Parser;
+    use spx::cli::psf::{run, PsfOpts};
+    let dir = tempfile::tempdir().unwrap();
+    let (flat, _) = sim(dir.path(), "flat", 1, &["--preset", "mini"]);
+    let (arc, _) = sim(dir.path(), "arc", 2, &["--preset", "mini"]);
+    let one = fit_arc_flat(&arc, &flat, &dir.path().join("one.fits"));
+    let on2 = |args: &[&str]| {
+        let opts = PsfOpts::parse_from([&["spx-psf"], args].concat());
+        spx::comm::ThreadComm::run(2, |c| run(&opts, c).map_err(|e| e.to_string()))
+    };
+    let two = dir.path().join("two.fits");
+    let (a, f, t) = (
+        arc.to_str().unwrap(),
+        flat.to_str().unwrap(),
+        two.to_str().unwrap(),
+    );
+    assert!(on2(&["--arc", a, "--flat", f, "-o", t])
+        .iter()
+        .all(|r| r.is_ok()));
+    let fit2 = spx::io::psf::read(&two).unwrap();
+    assert_eq!(fit2.param_coeff, one.param_coeff);
+    assert_eq!(fit2.ytrace, one.ytrace);
+    let traces = dir.path().join("traces.fits");
+    let r = on2(&["--traces-only", "--flat", f, "-o", traces.to_str().unwrap()]);
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    assert!(traces.exists());
+    let bad = dir.path().join("bad.fits");
+    let r = on2(&["--arc", "missing.fits", "-o", bad.to_str().unwrap()]);
+    assert!(r.iter().all(|r| r.is_err()), "{r:?}");
+    assert!(r[0].as_ref().unwrap_err().contains("missing.fits"), "{r:?}");
+    assert!(!bad.exists());
+}

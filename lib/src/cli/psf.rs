@@ -147,8 +147,8 @@ fn read_psf(p: &Path) -> anyhow::Result<GaussHermitePsf> {
 pub fn run(opts: &PsfOpts, comm: &dyn Comm) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let fits_an_arc = opts.average.is_empty() && !opts.shift && opts.arc.is_some();
-    if !fits_an_arc && !comm.is_root() {
-        return Ok(());
+    if !fits_an_arc && comm.size() > 1 {
+        return crate::cli::on_root(opts, comm, run);
     }
     if !opts.average.is_empty() {
         let psfs = opts
@@ -177,44 +177,24 @@ pub fn run(opts: &PsfOpts, comm: &dyn Comm) -> anyhow::Result<()> {
     if opts.arc.is_none() && opts.flat.is_none() {
         bail!("nothing to do: give --arc (and --flat), --traces-only --flat, --shift -i, or --average");
     }
-    let arc = opts.arc.as_deref().map(read_img).transpose()?;
-    let flat = if opts.traces_only || opts.flat.is_some() {
-        opts.flat.as_deref().map(read_img).transpose()?
-    } else {
-        None
-    };
+    let prepared = prepare(opts);
+    // All ranks agree before the fit exchanges bundle results, so one rank's bad input cannot
+    // hang the others.
+    if !comm.all_ok(prepared.is_ok()) {
+        return match prepared {
+            Err(e) => Err(e),
+            Ok(_) => bail!("another rank failed to read the input"),
+        };
+    }
+    let Prepared {
+        arc,
+        flat,
+        cam,
+        input,
+        fopts,
+        lines,
+    } = prepared?;
     let img0 = arc.as_ref().or(flat.as_ref());
-    let inst = instrument(opts, img0)?;
-    let cam = camera_name(opts, img0);
-    let input = match &opts.input_psf {
-        Some(p) => read_psf(p)?,
-        None => nominal_psf(inst.as_ref(), cam.as_deref())?,
-    };
-    let mut fopts = PsfFitOptions {
-        fit_widths: !opts.no_width_fit,
-        fit_gh: !opts.no_width_fit && !opts.no_gh_fit,
-        ..Default::default()
-    };
-    fopts.bundle_size = opts
-        .bundle_size
-        .or(inst.as_ref().map(|i| i.bundle_size))
-        .unwrap_or(25);
-    let lines: Vec<RefLine> = if arc.is_some() {
-        let inst = inst.as_ref().context(
-            "the arc line list comes from the instrument: give --instrument (or an INSTRUME header key naming a preset)",
-        )?;
-        let (w0, w1) = input.wrange_any();
-        let l = arc_reflines(inst, w0, w1);
-        if l.is_empty() {
-            bail!(
-                "instrument {} has no arc lines in {w0:.1}–{w1:.1} Å",
-                inst.name
-            );
-        }
-        l
-    } else {
-        vec![]
-    };
     let (mut psf, report) = fit_psf_on(arc.as_ref(), flat.as_ref(), &input, &lines, &fopts, comm)
         .with_context(|| match (&opts.arc, &opts.flat) {
         (Some(a), _) => a.display().to_string(),
@@ -261,6 +241,66 @@ pub fn run(opts: &PsfOpts, comm: &dyn Comm) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What the arc fit reads and derives before fitting.
+struct Prepared {
+    arc: Option<PreprocImage>,
+    flat: Option<PreprocImage>,
+    cam: Option<String>,
+    input: GaussHermitePsf,
+    fopts: PsfFitOptions,
+    lines: Vec<RefLine>,
+}
+
+/// Reads the arc/flat and the input PSF, and picks the options and the arc line list.
+fn prepare(opts: &PsfOpts) -> anyhow::Result<Prepared> {
+    let arc = opts.arc.as_deref().map(read_img).transpose()?;
+    let flat = if opts.traces_only || opts.flat.is_some() {
+        opts.flat.as_deref().map(read_img).transpose()?
+    } else {
+        None
+    };
+    let img0 = arc.as_ref().or(flat.as_ref());
+    let inst = instrument(opts, img0)?;
+    let cam = camera_name(opts, img0);
+    let input = match &opts.input_psf {
+        Some(p) => read_psf(p)?,
+        None => nominal_psf(inst.as_ref(), cam.as_deref())?,
+    };
+    let mut fopts = PsfFitOptions {
+        fit_widths: !opts.no_width_fit,
+        fit_gh: !opts.no_width_fit && !opts.no_gh_fit,
+        ..Default::default()
+    };
+    fopts.bundle_size = opts
+        .bundle_size
+        .or(inst.as_ref().map(|i| i.bundle_size))
+        .unwrap_or(25);
+    let lines: Vec<RefLine> = if arc.is_some() {
+        let inst = inst.as_ref().context(
+            "the arc line list comes from the instrument: give --instrument (or an INSTRUME header key naming a preset)",
+        )?;
+        let (w0, w1) = input.wrange_any();
+        let l = arc_reflines(inst, w0, w1);
+        if l.is_empty() {
+            bail!(
+                "instrument {} has no arc lines in {w0:.1}–{w1:.1} Å",
+                inst.name
+            );
+        }
+        l
+    } else {
+        vec![]
+    };
+    Ok(Prepared {
+        arc,
+        flat,
+        cam,
+        input,
+        fopts,
+        lines,
+    })
 }
 
 fn run_shift(opts: &PsfOpts, t0: std::time::Instant) -> anyhow::Result<()> {
