@@ -170,58 +170,72 @@ fn fit_block_generic<const NB: usize>(blk: &Block, grids: &[Grid], tg: &Target) 
                 a[kk][k] = m[k][kk][l];
             }
         }
-        let Some(x) = lu_solve::<NB>(a, b) else {
+        let Some((x, projected)) = cholesky_solve::<NB>(&a, &b) else {
             continue;
         };
-        // χ² = fWf − 2 aᵀy + aᵀ M a
-        let mut ay = 0.0;
-        let mut ama = 0.0;
-        for k in 0..NB {
-            ay += x[k] * y[k][l];
-            let mut s = m[k][k][l] * x[k];
-            for kk in k + 1..NB {
-                s += 2.0 * m[k][kk][l] * x[kk];
-            }
-            ama += x[k] * s;
-        }
-        out.chi2[l] = tg.fwf - 2.0 * ay + ama;
+        // χ² = fWf − yᵀM⁻¹y = fWf − ‖L⁻¹y‖². Not fWf − 2aᵀy + aᵀMa: near the ends of a
+        // template's range its vectors can be nearly collinear over the observed pixels, the
+        // coefficients reach 1e8 and that form loses hundreds in χ² to cancellation (a false
+        // minimum 384 below the truth was seen); this one subtracts two numbers ≤ fWf.
+        out.chi2[l] = tg.fwf - projected;
         out.coeff[l][..NB].copy_from_slice(&x);
     }
     out
 }
 
-/// LU with partial pivoting (LAPACK dgesv's choice of pivots); `None` on an exactly zero pivot.
-fn lu_solve<const NB: usize>(mut a: [[f64; NB]; NB], mut b: [f64; NB]) -> Option<[f64; NB]> {
-    for c in 0..NB {
-        let mut p = c;
-        for r in c + 1..NB {
-            if a[r][c].abs() > a[p][c].abs() {
-                p = r;
-            }
-        }
-        if a[p][c] == 0.0 || !a[p][c].is_finite() {
-            return None;
-        }
-        a.swap(c, p);
-        b.swap(c, p);
-        for r in c + 1..NB {
-            let f = a[r][c] / a[c][c];
-            for cc in c..NB {
-                a[r][cc] -= f * a[c][cc];
-            }
-            b[r] -= f * b[c];
-        }
+/// A direction whose Cholesky pivot falls below this fraction of its diagonal is in the span
+/// of the earlier vectors to rounding: it is dropped (coefficient 0) instead of amplifying
+/// rounding errors.
+const PIVOT_RTOL: f64 = 1e-13;
+
+/// Solves M a = y for symmetric positive (semi)definite M by Cholesky, M = L Lᵀ. Returns the
+/// coefficients and ‖L⁻¹y‖² (= yᵀM⁻¹y, the χ² explained by the fit). `None` when a diagonal is
+/// exactly zero or not finite (a vector without data: redrock's solve fails there too).
+fn cholesky_solve<const NB: usize>(m: &[[f64; NB]; NB], y: &[f64; NB]) -> Option<([f64; NB], f64)> {
+    if (0..NB).any(|j| m[j][j] == 0.0 || !m[j][j].is_finite()) {
+        return None;
     }
-    let mut x = [0.0; NB];
-    for r in (0..NB).rev() {
-        let mut s = b[r];
-        for cc in r + 1..NB {
-            s -= a[r][cc] * x[cc];
+    let mut l = [[0.0f64; NB]; NB];
+    let mut z = [0.0f64; NB];
+    let mut kept = [false; NB];
+    for j in 0..NB {
+        let mut d = m[j][j];
+        for k in 0..j {
+            d -= l[j][k] * l[j][k];
         }
-        x[r] = s / a[r][r];
+        if !(d > PIVOT_RTOL * m[j][j]) {
+            continue;
+        }
+        let s = d.sqrt();
+        kept[j] = true;
+        l[j][j] = s;
+        for i in j + 1..NB {
+            let mut v = m[i][j];
+            for k in 0..j {
+                v -= l[i][k] * l[j][k];
+            }
+            l[i][j] = v / s;
+        }
+        let mut v = y[j];
+        for k in 0..j {
+            v -= l[j][k] * z[k];
+        }
+        z[j] = v / s;
     }
-    if x.iter().all(|v| v.is_finite()) {
-        Some(x)
+    let mut a = [0.0f64; NB];
+    for j in (0..NB).rev() {
+        if !kept[j] {
+            continue;
+        }
+        let mut v = z[j];
+        for i in j + 1..NB {
+            v -= l[i][j] * a[i];
+        }
+        a[j] = v / l[j][j];
+    }
+    let projected: f64 = z.iter().map(|v| v * v).sum();
+    if projected.is_finite() && a.iter().all(|v| v.is_finite()) {
+        Some((a, projected))
     } else {
         None
     }
@@ -311,5 +325,37 @@ impl OiiPenalty {
         } else {
             0.0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_fit_of_a_nearly_collinear_basis() {
+        // Data on two halves of 100 unit-weight pixels each, sums s1 and s2, fitted with
+        // u1 and u1 + ε·u2 (u1, u2 the indicators of the halves): M and y in closed form.
+        let (h, s1, s2, fwf) = (100.0, 360.0, 340.0, 2600.0);
+        let exact = fwf - s1 * s1 / h - s2 * s2 / h;
+        let fit = |eps: f64| {
+            let m = [[h, h], [h, h * (1.0 + eps * eps)]];
+            cholesky_solve::<2>(&m, &[s1, s1 + eps * s2]).unwrap()
+        };
+        let (a, projected) = fit(1e-3);
+        assert!(
+            (fwf - projected - exact).abs() < 1e-9 * fwf,
+            "{}",
+            fwf - projected
+        );
+        // a1 + a2 is the mean of the first half, ε·a2 that of the second
+        assert!((a[0] + a[1] - s1 / h).abs() < 1e-9);
+        assert!((1e-3 * a[1] - s2 / h).abs() < 1e-9);
+        // ε² below the pivot tolerance: the second direction is dropped, the fit is u1's alone
+        let (a, projected) = fit(1e-8);
+        assert_eq!(a[1], 0.0);
+        assert!((projected - s1 * s1 / h).abs() < 1e-9 * fwf);
+        // a vector without data: no solution (redrock's solve fails; χ² stays the sentinel)
+        assert!(cholesky_solve::<2>(&[[h, 0.0], [0.0, 0.0]], &[s1, 0.0]).is_none());
     }
 }
