@@ -19,8 +19,8 @@ use crate::templates::{build_set, LIST_FILE, VERSION};
     about = "Build spx's redshift templates (PCA of the spectral library) in redrock's format",
     long_about = "Build the default redshift template set of spx: rest-frame spectra of \
 galaxies, quasars and stars drawn from spx's spectral library on parameter lattices disjoint \
-from the simulator's draws, normalised, reduced by PCA (GALAXY 10, QSO 4, STAR A/F/G/K 5 basis \
-vectors) on a log10 grid of 1e-4 dex, written as rrtemplate-<TYPE>-<SUBTYPE>-v<VERSION>.fits \
+from the simulator's draws, normalised, reduced by PCA (GALAXY EMLINE 6 and PASSIVE 4, QSO 4, \
+STAR A/F/G/K 5 basis vectors) on a log10 grid of 1e-4 dex, written as rrtemplate-<TYPE>-<SUBTYPE>-v<VERSION>.fits \
 plus a templates-default.txt list that spx-redshift and redrock read."
 )]
 pub struct TemplatesOpts {
