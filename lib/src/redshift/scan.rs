@@ -208,7 +208,7 @@ fn cholesky_solve<const NB: usize>(m: &[[f64; NB]; NB], y: &[f64; NB]) -> Option
         for k in 0..j {
             d -= l[j][k] * l[j][k];
         }
-        if !(d > PIVOT_RTOL * m[j][j]) {
+        if d.is_nan() || d <= PIVOT_RTOL * m[j][j] {
             continue;
         }
         let s = d.sqrt();
