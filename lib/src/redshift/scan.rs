@@ -173,10 +173,9 @@ fn fit_block_generic<const NB: usize>(blk: &Block, grids: &[Grid], tg: &Target) 
         let Some((x, projected)) = cholesky_solve::<NB>(&a, &b) else {
             continue;
         };
-        // χ² = fWf − yᵀM⁻¹y = fWf − ‖L⁻¹y‖². Not fWf − 2aᵀy + aᵀMa: near the ends of a
-        // template's range its vectors can be nearly collinear over the observed pixels, the
-        // coefficients reach 1e8 and that form loses hundreds in χ² to cancellation (a false
-        // minimum 384 below the truth was seen); this one subtracts two numbers ≤ fWf.
+        // χ² = fWf − yᵀM⁻¹y = fWf − ‖L⁻¹y‖². Not fWf − 2aᵀy + aᵀMa: with nearly collinear
+        // vectors the coefficients grow large and that form cancels terms far above fWf;
+        // this one subtracts two numbers ≤ fWf.
         out.chi2[l] = tg.fwf - projected;
         out.coeff[l][..NB].copy_from_slice(&x);
     }
